@@ -1,0 +1,35 @@
+# The course's two commands (see README.md):
+#   make lab    set up (first time only) and open the course in JupyterLab on notebooks/
+#   make test   set up (first time only) and run every test: unit tests and every notebook
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: lab test setup exercises doctor clean
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+setup: $(STAMP)
+
+# Course authors: rewrite exercises/ from solutions/ after editing a solution notebook.
+exercises: $(STAMP)
+	$(BIN)/python -m course_utils generate
+
+doctor: $(STAMP)
+	$(BIN)/python -m course_utils doctor
+
+# Re-install whenever pyproject.toml changes; the stamp records a finished install.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "the course needs Python 3.10 or newer, found " + sys.version.split()[0]'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e ".[test]"
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

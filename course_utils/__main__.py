@@ -1,0 +1,33 @@
+"""The course's command line: ``python -m course_utils COMMAND``.
+
+    doctor               the environment report (versions, device, hub, checkpoints)
+    check NOTEBOOK       check an exercise notebook against its solution
+    generate [--check]   write exercises/ from solutions/ (course authors)
+"""
+from __future__ import annotations
+
+import sys
+
+USAGE = __doc__.split("\n", 2)[2]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print("usage: python -m course_utils COMMAND [ARGS]\n\ncommands:\n" + USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "doctor":
+        from course_utils.doctor import main as run
+    elif command == "check":
+        from course_utils.checker import check_main as run
+    elif command == "generate":
+        from course_utils.exercises import generate_main as run
+    else:
+        print(f"unknown command {command!r}; expected one of: doctor, check, generate", file=sys.stderr)
+        return 2
+    return run(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""The resolver: real checkpoint when usable, stand-in otherwise, never a long wait."""
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from course_utils import hub
+
+NAME = "google/vit-base-patch16-224"
+
+
+@pytest.fixture(autouse=True)
+def fresh_hub_state(monkeypatch, tmp_path):
+    """Each test starts with no decision cached, online mode, an empty course cache."""
+    from huggingface_hub import constants
+
+    hub.hub_status.cache_clear()
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("COURSE_FORCE_STANDINS", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("COURSE_UTILS_CACHE", str(tmp_path / "course-cache"))
+    monkeypatch.setattr(hub, "_STANDINS", {})
+    yield
+    hub.hub_status.cache_clear()
+
+
+def _tiny_vit():
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=16, patch_size=8, num_channels=3, hidden_size=16, num_hidden_layers=1,
+                       num_attention_heads=2, intermediate_size=32, num_labels=3)
+    return ViTForImageClassification(config).eval()
+
+
+def _register_tiny_standin(calls):
+    def build(folder: Path):
+        calls.append(folder)
+        _tiny_vit().save_pretrained(folder)
+
+    hub.register_standin(NAME, build, about="a tiny test ViT")
+
+
+def _lay_out_like_the_hub(saved: Path, cache: Path, repo: str) -> None:
+    """models--org--name/{blobs,snapshots/<commit>,refs/main}, files as symlinks to content-named blobs."""
+    root = cache / ("models--" + repo.replace("/", "--"))
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (root / "blobs").mkdir(parents=True)
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text(commit)
+    snapshot = root / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for file in saved.iterdir():
+        blob = root / "blobs" / hashlib.sha256(file.read_bytes()).hexdigest()
+        blob.write_bytes(file.read_bytes())
+        (snapshot / file.name).symlink_to(os.path.relpath(blob, snapshot))
+
+
+def test_offline_nothing_cached_gives_the_standin_at_once(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    calls = []
+    _register_tiny_standin(calls)
+    start = time.perf_counter()
+    resolved = hub.resolve(NAME, cache_dir=tmp_path / "empty-hf-cache")
+    decided_in = time.perf_counter() - start
+    assert not resolved.real
+    assert "HF_HUB_OFFLINE" in resolved.reason
+    assert decided_in < 2.0 + 3.0  # 2 s budget for the network; the rest builds the tiny stand-in
+    assert "stand-in, a tiny test ViT" in capsys.readouterr().out  # the one-line banner
+
+    from transformers import ViTForImageClassification
+
+    model = ViTForImageClassification.from_pretrained(resolved.path)  # the same public call
+    assert model.config.num_labels == 3
+
+
+def test_offline_without_a_standin_says_what_is_missing(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(hub.CheckpointUnavailable, match=r"no stand-in for it yet \(chapter 03"):
+        hub.resolve(NAME, cache_dir=tmp_path)
+
+
+def test_model_in_a_hub_layout_cache_is_real_and_loads_offline(monkeypatch, tmp_path, capsys):
+    from transformers import ViTForImageClassification
+
+    original = _tiny_vit()
+    original.save_pretrained(tmp_path / "saved")
+    cache = tmp_path / "hf-cache"
+    _lay_out_like_the_hub(tmp_path / "saved", cache, NAME)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the cache alone must be enough
+
+    assert hub.is_cached(NAME, cache)
+    resolved = hub.resolve(NAME, cache_dir=cache)
+    assert resolved.real and resolved.path == NAME and "local cache" in resolved.reason
+    assert "real weights" in capsys.readouterr().out
+
+    loaded = ViTForImageClassification.from_pretrained(resolved.path, cache_dir=cache).eval()
+    x = torch.rand(2, 3, 16, 16)
+    torch.testing.assert_close(loaded(x).logits, original(x).logits)
+
+
+def test_config_without_weights_is_not_cached(tmp_path):
+    _tiny_vit().config.save_pretrained(tmp_path / "saved")
+    _lay_out_like_the_hub(tmp_path / "saved", tmp_path / "hf-cache", NAME)
+    assert not hub.is_cached(NAME, tmp_path / "hf-cache")
+
+
+def test_hub_that_answers_means_real(monkeypatch, tmp_path):
+    asked = []
+    monkeypatch.setattr(hub, "_probe_hub", lambda url, timeout: asked.append(url))
+    resolved = hub.resolve(NAME, cache_dir=tmp_path, quiet=True)
+    assert resolved.real and resolved.path == NAME and "downloads on first use" in resolved.reason
+    hub.resolve("facebook/convnext-tiny-224", cache_dir=tmp_path, quiet=True)
+    assert len(asked) == 1, "the hub must be asked once per process, not once per checkpoint"
+    assert os.environ.get("HF_HUB_OFFLINE") is None
+
+
+def test_hub_answering_with_an_http_error_still_counts_as_reachable(monkeypatch, tmp_path):
+    import urllib.error
+
+    def answers_404(url, timeout):
+        raise urllib.error.HTTPError(url, 404, "Not Found", None, None)
+
+    monkeypatch.setattr(hub, "urllib", type("U", (), {"request": _FakeRequest(answers_404), "error": urllib.error}))
+    assert hub.hub_status().online
+
+
+class _FakeRequest:
+    """Stands in for urllib.request: Request builds nothing, urlopen calls the given function."""
+
+    def __init__(self, urlopen):
+        self._urlopen = urlopen
+
+    def Request(self, url, method):  # noqa: N802 - mirrors urllib's name
+        return url
+
+    def urlopen(self, request, timeout):
+        return self._urlopen(request, timeout)
+
+
+def test_a_hanging_hub_costs_at_most_two_seconds_and_then_nothing_retries(monkeypatch, tmp_path):
+    from transformers import ViTForImageClassification
+
+    monkeypatch.setattr(hub, "_probe_hub", lambda url, timeout: time.sleep(30))
+    calls = []
+    _register_tiny_standin(calls)
+    start = time.perf_counter()
+    status = hub.hub_status()
+    assert time.perf_counter() - start < hub.PROBE_TIMEOUT_S + 0.5
+    assert not status.online and "did not answer within 2 s" in status.reason
+    assert os.environ["HF_HUB_OFFLINE"] == "1"  # the process is now offline...
+    start = time.perf_counter()
+    with pytest.raises(OSError):  # ...so an uncached from_pretrained fails at once instead of ~26 s
+        ViTForImageClassification.from_pretrained("course-test/not-a-model", cache_dir=tmp_path)
+    assert time.perf_counter() - start < 3.0
+    assert not hub.resolve(NAME, cache_dir=tmp_path, quiet=True).real
+
+
+def test_forced_standins_skip_the_cache_and_the_network(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_FORCE_STANDINS", "1")
+    monkeypatch.setattr(hub, "_probe_hub", lambda url, timeout: pytest.fail("the network was asked"))
+    calls = []
+    _register_tiny_standin(calls)
+    resolved = hub.resolve(NAME, cache_dir=tmp_path, quiet=True)
+    assert not resolved.real and "COURSE_FORCE_STANDINS" in resolved.reason
+
+
+def test_standin_is_built_once_and_a_half_built_one_is_rebuilt(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    calls = []
+    _register_tiny_standin(calls)
+    first = hub.resolve(NAME, cache_dir=tmp_path, quiet=True)
+    second = hub.resolve(NAME, cache_dir=tmp_path, quiet=True)
+    assert first.path == second.path and len(calls) == 1
+    (Path(first.path) / ".complete").unlink()  # as if the build had been interrupted
+    third = hub.resolve(NAME, cache_dir=tmp_path, quiet=True)
+    assert len(calls) == 2 and (Path(third.path) / "config.json").is_file()
+    assert "rebuilding the stand-in" in capsys.readouterr().out
+
+
+def test_a_failing_build_leaves_nothing_behind(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def broken(folder):
+        (folder / "half.bin").write_bytes(b"x")
+        raise RuntimeError("out of disk")
+
+    hub.register_standin(NAME, broken, about="broken")
+    with pytest.raises(RuntimeError, match="out of disk"):
+        hub.resolve(NAME, cache_dir=tmp_path, quiet=True)
+    assert not hub.standin_dir(NAME).exists()
+    assert list(hub.standin_dir(NAME).parent.iterdir()) == []
+
+
+def test_unknown_names_and_bad_input_are_explained():
+    with pytest.raises(KeyError, match="not a checkpoint the course uses"):
+        hub.resolve("someone/else")
+    with pytest.raises(TypeError, match="expects a checkpoint name"):
+        hub.resolve(None)
