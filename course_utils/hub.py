@@ -304,3 +304,7 @@ def _standin(name: str, reason: str) -> Resolved:
             f"the course has no stand-in for it yet (chapter {chapter} adds one). "
             "Run it where the hub can be reached to download the real weights.")
     return Resolved(name, str(build_standin(name)), False, reason)
+
+
+# The course's own stand-ins register themselves on import (kept last: they need register_standin).
+from course_utils import standins as _standins  # noqa: E402,F401
