@@ -1,0 +1,56 @@
+"""The course's own exercises, end to end (the fixtures-based tests cover the machinery).
+
+For every notebook in solutions/:
+- exercises/ holds exactly what the generator makes from it;
+- the unsolved exercise notebook fails: no exercise passes with the stub in place;
+- the solution code pasted into the exercise notebook's stub cells passes every exercise.
+That the solutions themselves pass is shown by nbval, which runs solutions/ directly.
+"""
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_utils.checker import check_notebook
+from course_utils.exercises import check_exercises_up_to_date, make_exercise
+
+ROOT = Path(__file__).resolve().parents[1]
+MARKER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.MULTILINE)
+SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
+
+
+def test_there_are_exercises():
+    assert SOLUTIONS, "solutions/ holds no notebook"
+
+
+def test_exercises_are_exactly_what_the_generator_makes():
+    stale = check_exercises_up_to_date(ROOT / "solutions", ROOT / "exercises")
+    assert not stale, f"run `make exercises`: these differ from the generator's output: {stale}"
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.stem)
+def test_unsolved_exercises_all_fail(solution, tmp_path):
+    student = tmp_path / solution.name
+    shutil.copy(ROOT / "exercises" / solution.name, student)
+    report = check_notebook(student, solutions_dir=ROOT / "solutions")
+    assert report.exercises, "no exercise found"
+    assert all(not e.passed for e in report.exercises), report
+    assert not report.ok
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.stem)
+def test_solution_pasted_into_the_exercise_passes(solution, tmp_path):
+    solved = nbformat.read(solution, as_version=4)
+    exercise = nbformat.read(ROOT / "exercises" / solution.name, as_version=4)
+    by_id = {cell.id: cell for cell in solved.cells}
+    stubs = [cell for cell in exercise.cells
+             if cell.cell_type == "code" and "raise NotImplementedError()" in cell.source]
+    assert stubs, "the exercise notebook has no stub"
+    for cell in stubs:  # what a student does: paste the answer over the stub
+        cell.source = MARKER.sub("", by_id[cell.id].source)
+    student = tmp_path / solution.name
+    nbformat.write(exercise, student)
+    report = check_notebook(student, solutions_dir=ROOT / "solutions")
+    assert report.ok and all(e.passed for e in report.exercises), report
