@@ -1,7 +1,5 @@
 """The chapter 01 checks, both ways: every correct style passes with the very same printout, and
 every classic mistake fails with a message that names it."""
-import contextlib
-import io
 import math
 import re
 
@@ -12,25 +10,8 @@ from einops import einsum, rearrange
 from torch import nn
 
 from course_utils.attention import MultiHeadAttention as ReferenceMHA
-from course_utils.checks import CheckFailed
 from course_utils.checks.attention import check_multi_head_attention, check_scaled_dot_product_attention
-
-
-def run(check, obj) -> str:
-    """Run a check; return what it printed (CheckFailed propagates)."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        check(obj)
-    return out.getvalue()
-
-
-def fails(check, obj, *fragments):
-    with pytest.raises(CheckFailed) as info:
-        run(check, obj)
-    message = str(info.value)
-    for fragment in fragments:
-        assert fragment in message, f"{fragment!r} not in {message!r}"
-    return message
+from check_helpers import fails, run
 
 
 # ------------------------------------------------------------- scaled dot-product attention, right
