@@ -246,21 +246,26 @@ def standin_built(name: str) -> bool:
     return name in _STANDINS and (standin_dir(name) / _COMPLETE).is_file()
 
 
-def build_standin(name: str, rebuild: bool = False) -> Path:
-    """The stand-in's folder, building it first when it is missing or was left half-built."""
+def build_standin(name: str, rebuild: bool = False, build: Callable[[Path], None] | None = None) -> Path:
+    """The stand-in's folder, building it first when it is missing or was left half-built.
+
+    ``build`` replaces the registered builder for this call (a lecture installing the model it
+    has just trained); ``rebuild=True`` replaces a cached copy.
+    """
     if name not in _STANDINS:
         raise CheckpointUnavailable(f"the course registers no stand-in for {name!r}")
     folder = standin_dir(name)
     if (folder / _COMPLETE).is_file() and not rebuild:
         return folder
-    if folder.exists():
+    if folder.exists() and not rebuild:
         print(f"[course] rebuilding the stand-in for {name}: the cached copy is incomplete or outdated")
-        shutil.rmtree(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
     try:
-        _STANDINS[name].build(scratch)
+        (build or _STANDINS[name].build)(scratch)
         (scratch / _COMPLETE).write_text(_STANDINS[name].version + "\n")
+        if folder.exists():  # replaced only once the new copy is complete
+            shutil.rmtree(folder)
         scratch.rename(folder)  # atomic on one file system: never a half-written stand-in
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -141,3 +141,32 @@ def attention_over_image(image, weights, patch_size, ax=None, alpha=0.6, cmap="i
     ax.set_ylim(H - 0.5, -0.5)
     ax.axis("off")
     return ax
+
+
+def similarity_grid(similarity, grid_h, grid_w, size=3.5, cmap="viridis", vmin=-1.0, vmax=1.0, title=None):
+    """Draw a patch-to-patch similarity matrix as the ViT paper's Figure 7 draws position embeddings.
+
+    ``similarity``: (N, N) with N = grid_h * grid_w patches in row-major order, e.g. the cosine
+    similarity of position embeddings. Tile (r, c) of the figure shows row ``r * grid_w + c`` of the
+    matrix, reshaped to the patch grid: how similar patch (r, c) is to every other patch.
+    Returns the (grid_h, grid_w) array of axes.
+    """
+    S = _numpy(similarity)
+    N = grid_h * grid_w
+    if S.shape != (N, N):
+        raise ValueError(f"expected a ({N}, {N}) similarity matrix for a {grid_h} x {grid_w} patch grid, "
+                         f"got shape {tuple(S.shape)}")
+    fig, axes = plt.subplots(grid_h, grid_w, figsize=(size, size * grid_h / grid_w), squeeze=False,
+                             gridspec_kw=dict(wspace=0.08, hspace=0.08))
+    for i, ax in enumerate(axes.ravel()):
+        im = ax.imshow(S[i].reshape(grid_h, grid_w), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for r in range(grid_h):
+        axes[r, 0].set_ylabel(str(r + 1), fontsize=7, rotation=0, labelpad=6, va="center")
+    for c in range(grid_w):
+        axes[-1, c].set_xlabel(str(c + 1), fontsize=7)
+    fig.colorbar(im, ax=axes, shrink=0.6, label="cosine similarity")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return axes

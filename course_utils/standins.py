@@ -11,3 +11,44 @@ from course_utils.hub import register_standin  # noqa: F401  (used by the regist
 
 # Chapters add their registrations here, e.g.
 # register_standin("google/vit-base-patch16-224", build=_build_vit, about="...", version="1")
+
+
+# ---------------------------------------------------------------- chapter 03: google/vit-base-patch16-224
+
+VIT_NAME = "google/vit-base-patch16-224"
+VIT_TRAINING = None  # None: the lecture's recipe, course_utils.vit.DIGITS_TRAINING (tests set a shorter one)
+
+
+def _build_vit(folder, model=None, history=None, training=None):
+    """The lecture's digits ViT (chapter 03) saved with ``save_pretrained`` beside a ``ViTImageProcessor``
+    config, id2label and training.json. Trains it first (the same function and recipe as the lecture)
+    unless the lecture hands over the ``model`` it trained, with its ``history`` and ``training`` config."""
+    from dataclasses import asdict
+
+    import torch
+
+    from course_utils.vit import DIGITS_LABELS, DIGITS_TRAINING, export_pretrained, train_digits_vit
+
+    if model is None:
+        training = VIT_TRAINING or DIGITS_TRAINING
+        model, history = train_digits_vit(training=training, progress=True)
+    export_pretrained(model, folder, DIGITS_LABELS, notes={
+        "what": f"stand-in for {VIT_NAME}, built by course_utils.standins",
+        "recipe": "course_utils.vit.train_digits_vit (chapter 03's lecture run)",
+        "data": "scikit-learn digits, 16 x 16, grey repeated over RGB, normalised to [-1, 1]; 1,438 train / 359 test",
+        "model": asdict(model.config), "training": asdict(training or DIGITS_TRAINING), "torch": torch.__version__,
+        "test_accuracy": round(history.test_accuracy[-1], 4), "seconds": round(history.seconds, 1),
+    })
+
+
+def save_vit_standin(model, history, training=None):
+    """Install a trained digits ViT (the lecture's) as the stand-in for google/vit-base-patch16-224,
+    replacing any cached copy; returns its folder. ``resolve`` hands it out from then on."""
+    from course_utils.hub import build_standin
+
+    return build_standin(VIT_NAME, rebuild=True,
+                         build=lambda folder: _build_vit(folder, model, history, training))
+
+
+register_standin(VIT_NAME, build=_build_vit, version="1",
+                 about="a 4-layer ViT trained by the course on digits (16 px, 10 classes)")

@@ -88,3 +88,16 @@ def test_attention_over_image_rejects_the_wrong_number_of_patches():
         attention_over_image(image, torch.rand(2, 8), patch_size=8)
     with pytest.raises(ValueError, match="does not divide"):
         attention_over_image(image, torch.rand(16), patch_size=5)
+
+
+def test_similarity_grid_draws_one_tile_per_patch():
+    from course_utils.plotting import similarity_grid
+
+    S = torch.eye(6)
+    axes = similarity_grid(S, 2, 3)
+    assert axes.shape == (2, 3)
+    tile = axes[1, 2].images[0].get_array()
+    assert tile.shape == (2, 3) and tile[1, 2] == 1 and tile.sum() == 1  # patch 5 is most similar to itself
+    with pytest.raises(ValueError, match=r"\(6, 6\) similarity matrix for a 2 x 3"):
+        similarity_grid(torch.eye(5), 2, 3)
+    plt.close("all")

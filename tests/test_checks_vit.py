@@ -1,0 +1,267 @@
+"""The chapter 03 checks: every correct style passes with the same text; each planted bug is named."""
+import pytest
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from course_utils.checks import CheckFailed
+from course_utils.checks.vit import check_patchify, check_vit_embedding
+
+# ---------------------------------------------------------------- patchify: correct styles
+
+
+def _require_divisible(images, P):
+    if images.shape[-2] % P or images.shape[-1] % P:
+        raise ValueError("P must divide H and W")
+
+
+def patchify_einops(images, patch_size):
+    _require_divisible(images, patch_size)
+    return rearrange(images, "b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=patch_size, p2=patch_size)
+
+
+def patchify_reshape(images, patch_size):
+    B, C, H, W = images.shape
+    P = patch_size
+    _require_divisible(images, P)
+    x = images.reshape(B, C, H // P, P, W // P, P)  # (B, C, h, p1, w, p2)
+    return x.permute(0, 2, 4, 3, 5, 1).reshape(B, (H // P) * (W // P), P * P * C)
+
+
+def patchify_unfold(images, patch_size):
+    B, C, H, W = images.shape
+    P = patch_size
+    _require_divisible(images, P)
+    cols = F.unfold(images, kernel_size=P, stride=P)  # (B, C*P*P, N) in (c p1 p2) order
+    return rearrange(cols, "b (c p1 p2) n -> b n (p1 p2 c)", c=C, p1=P, p2=P)
+
+
+def patchify_loops(images, patch_size):
+    B, C, H, W = images.shape
+    P = patch_size
+    _require_divisible(images, P)
+    patches = []
+    for i in range(H // P):
+        for j in range(W // P):
+            square = images[:, :, i * P:(i + 1) * P, j * P:(j + 1) * P]  # (B, C, P, P)
+            patches.append(square.permute(0, 2, 3, 1).reshape(B, -1))  # (B, P*P*C)
+    return torch.stack(patches, dim=1)
+
+
+CORRECT_PATCHIFY = [patchify_einops, patchify_reshape, patchify_unfold, patchify_loops]
+
+
+@pytest.mark.parametrize("patchify", CORRECT_PATCHIFY, ids=lambda f: f.__name__)
+def test_correct_patchify_passes(patchify, capsys):
+    check_patchify(patchify)
+    assert "✓ patches numbered row by row" in capsys.readouterr().out
+
+
+def test_every_correct_patchify_prints_the_same_text(capsys):
+    texts = []
+    for patchify in CORRECT_PATCHIFY:
+        check_patchify(patchify)
+        texts.append(capsys.readouterr().out)
+    assert len(set(texts)) == 1, texts
+    assert "0." not in texts[0]  # no raw floats
+
+
+# ---------------------------------------------------------------- patchify: planted bugs
+
+
+def column_major(images, P):
+    _require_divisible(images, P)
+    return rearrange(images, "b c (h p1) (w p2) -> b (w h) (p1 p2 c)", p1=P, p2=P)
+
+
+def channel_first(images, P):
+    _require_divisible(images, P)
+    return rearrange(images, "b c (h p1) (w p2) -> b (h w) (c p1 p2)", p1=P, p2=P)
+
+
+def unfold_without_reorder(images, P):  # F.unfold's natural (c p1 p2) order, left as it is
+    _require_divisible(images, P)
+    return F.unfold(images, kernel_size=P, stride=P).transpose(1, 2)
+
+
+def forgets_channels(images, P):  # N comes out C times too large
+    _require_divisible(images, P)
+    return rearrange(images, "b c (h p1) (w p2) -> b (c h w) (p1 p2)", p1=P, p2=P)
+
+
+def plain_reshape(images, P):  # right shape, but not P x P squares
+    _require_divisible(images, P)
+    B, C, H, W = images.shape
+    return images.permute(0, 2, 3, 1).reshape(B, -1, P * P * C)
+
+
+def crops_silently(images, P):  # no ValueError: drops the leftover rows and columns
+    H, W = images.shape[-2:]
+    return rearrange(images[..., :H // P * P, :W // P * P], "b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=P, p2=P)
+
+
+def lets_einops_complain(images, P):  # einops raises its own error, not a ValueError
+    return rearrange(images, "b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=P, p2=P)
+
+
+@pytest.mark.parametrize("patchify, message", [
+    (column_major, "column by column"),
+    (channel_first, r"\(c p1 p2\) order"),
+    (unfold_without_reorder, r"\(c p1 p2\) order"),
+    (forgets_channels, "wrong number of patches N"),
+    (plain_reshape, "wrong patches or in the wrong patch order"),
+    (crops_silently, "no ValueError"),
+    (lets_einops_complain, "raised EinopsError"),
+], ids=lambda x: getattr(x, "__name__", ""))
+def test_patchify_mistakes_are_named(patchify, message):
+    with pytest.raises(CheckFailed, match=message):
+        check_patchify(patchify)
+
+
+def test_an_unsolved_stub_says_so():
+    def stub(images, patch_size):
+        raise NotImplementedError()
+
+    with pytest.raises(CheckFailed, match="not implemented yet"):
+        check_patchify(stub)
+
+
+# ---------------------------------------------------------------- ViTEmbedding: correct styles
+
+
+class EmbeddingEinops(nn.Module):
+    def __init__(self, image_size, patch_size, in_channels, dim):
+        super().__init__()
+        self.patch_size = patch_size
+        n = (image_size // patch_size) ** 2
+        self.proj = nn.Linear(patch_size * patch_size * in_channels, dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embedding = nn.Parameter(torch.randn(1, n + 1, dim) * 0.02)
+
+    def forward(self, x):
+        tokens = self.proj(patchify_einops(x, self.patch_size))
+        cls = self.cls_token.expand(len(x), -1, -1)
+        return torch.cat([cls, tokens], dim=1) + self.pos_embedding
+
+
+class EmbeddingViaConvWeights(nn.Module):
+    """A different route to the same function: proj's weights used as a strided convolution."""
+
+    def __init__(self, image_size, patch_size, in_channels, dim):
+        super().__init__()
+        self.P, self.C = patch_size, in_channels
+        n = (image_size // patch_size) ** 2
+        self.proj = nn.Linear(patch_size * patch_size * in_channels, dim)
+        self.cls_token = nn.Parameter(torch.randn(1, 1, dim))
+        self.pos_embedding = nn.Parameter(torch.zeros(1, n + 1, dim))
+
+    def forward(self, x):
+        w = self.proj.weight.view(-1, self.P, self.P, self.C).permute(0, 3, 1, 2)  # (D, C, P, P)
+        tokens = F.conv2d(x, w, self.proj.bias, stride=self.P).flatten(2).transpose(1, 2)  # (B, N, D)
+        z = torch.cat([self.cls_token.repeat(x.shape[0], 1, 1), tokens], dim=1)
+        return z + self.pos_embedding
+
+
+def test_correct_embeddings_pass_with_the_same_text(capsys):
+    texts = []
+    for cls in (EmbeddingEinops, EmbeddingViaConvWeights):
+        check_vit_embedding(cls)
+        texts.append(capsys.readouterr().out)
+    assert len(set(texts)) == 1, texts
+    assert "✓ z_0 = [x_cls" in texts[0] and "197 tokens" in texts[0]
+
+
+def test_the_course_embedding_passes(capsys):
+    from course_utils.vit import ViTEmbedding
+
+    check_vit_embedding(ViTEmbedding)
+    assert "Conv2d" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- ViTEmbedding: planted bugs
+
+
+class ClsAtTheEnd(EmbeddingEinops):
+    def forward(self, x):
+        tokens = self.proj(patchify_einops(x, self.patch_size))
+        return torch.cat([tokens, self.cls_token.expand(len(x), -1, -1)], dim=1) + self.pos_embedding
+
+
+class NoPositions(EmbeddingEinops):
+    def forward(self, x):
+        tokens = self.proj(patchify_einops(x, self.patch_size))
+        return torch.cat([self.cls_token.expand(len(x), -1, -1), tokens], dim=1)
+
+
+class PositionsBeforeCls(EmbeddingEinops):  # E_pos sized N and added to the patches only
+    def __init__(self, image_size, patch_size, in_channels, dim):
+        super().__init__(image_size, patch_size, in_channels, dim)
+        self.pos_embedding = nn.Parameter(torch.zeros(1, (image_size // patch_size) ** 2, dim))
+
+    def forward(self, x):
+        tokens = self.proj(patchify_einops(x, self.patch_size)) + self.pos_embedding
+        return torch.cat([self.cls_token.expand(len(x), -1, -1), tokens], dim=1)
+
+
+class PositionsOnPatchesOnly(EmbeddingEinops):  # right shape, but [CLS] gets no position
+    def forward(self, x):
+        tokens = self.proj(patchify_einops(x, self.patch_size)) + self.pos_embedding[:, 1:]
+        return torch.cat([self.cls_token.expand(len(x), -1, -1), tokens], dim=1)
+
+
+class ColumnMajorInside(EmbeddingEinops):
+    def forward(self, x):
+        tokens = self.proj(column_major(x, self.patch_size))
+        return torch.cat([self.cls_token.expand(len(x), -1, -1), tokens], dim=1) + self.pos_embedding
+
+
+class WrongNames(nn.Module):
+    def __init__(self, image_size, patch_size, in_channels, dim):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Linear(patch_size * patch_size * in_channels, dim)
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos = nn.Parameter(torch.zeros(1, (image_size // patch_size) ** 2 + 1, dim))
+
+
+class ClsNotLearned(EmbeddingEinops):
+    def __init__(self, image_size, patch_size, in_channels, dim):
+        super().__init__(image_size, patch_size, in_channels, dim)
+        del self.cls_token
+        self.register_buffer("cls_token", torch.zeros(1, 1, dim))
+
+
+class FlatClsShape(EmbeddingEinops):
+    def __init__(self, image_size, patch_size, in_channels, dim):
+        super().__init__(image_size, patch_size, in_channels, dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, dim))
+
+
+class ProjWithoutChannels(EmbeddingEinops):
+    def __init__(self, image_size, patch_size, in_channels, dim):
+        super().__init__(image_size, patch_size, in_channels, dim)
+        self.proj = nn.Linear(patch_size * patch_size, dim)
+
+
+class ExtraParameter(EmbeddingEinops):
+    def __init__(self, image_size, patch_size, in_channels, dim):
+        super().__init__(image_size, patch_size, in_channels, dim)
+        self.scale = nn.Parameter(torch.ones(1))
+
+
+@pytest.mark.parametrize("cls, message", [
+    (ClsAtTheEnd, "appended at the end"),
+    (NoPositions, "positional embedding is not added"),
+    (PositionsBeforeCls, r"none for \[CLS\]; E_pos is added after the \[CLS\] token"),
+    (PositionsOnPatchesOnly, "added to the patches only"),
+    (ColumnMajorInside, "column by column"),
+    (WrongNames, "no attribute `cls_token`"),
+    (ClsNotLearned, "must be an nn.Parameter"),
+    (FlatClsShape, r"`cls_token` has shape \(1, 6\), expected \(1, 1, 6\)"),
+    (ProjWithoutChannels, r"nn.Linear\(16, 6\), expected nn.Linear\(P\*P\*C, dim\) = nn.Linear\(48, 6\)"),
+    (ExtraParameter, "it also has scale"),
+], ids=lambda x: getattr(x, "__name__", ""))
+def test_embedding_mistakes_are_named(cls, message):
+    with pytest.raises(CheckFailed, match=message):
+        check_vit_embedding(cls)
