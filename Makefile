@@ -8,8 +8,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: lab test setup exercises doctor clean
 
+# JupyterLab refuses to start as root (common in containers) unless told it may
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(ROOT_FLAG)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
