@@ -1,6 +1,8 @@
 """The course's command line: ``python -m course_utils COMMAND``.
 
     doctor               the environment report (versions, device, hub, checkpoints)
+    prepare [--offline] [--only NAME]
+                         download the real checkpoints, or build the stand-ins offline (instructors)
     check NOTEBOOK       check an exercise notebook against its solution
     generate [--check]   write exercises/ from solutions/ (course authors)
 """
@@ -19,12 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     if command == "doctor":
         from course_utils.doctor import main as run
+    elif command == "prepare":
+        from course_utils.prepare import main as run
     elif command == "check":
         from course_utils.checker import check_main as run
     elif command == "generate":
         from course_utils.exercises import generate_main as run
     else:
-        print(f"unknown command {command!r}; expected one of: doctor, check, generate", file=sys.stderr)
+        print(f"unknown command {command!r}; expected one of: doctor, prepare, check, generate", file=sys.stderr)
         return 2
     return run(rest)
 

@@ -17,7 +17,7 @@ from importlib import metadata
 from course_utils import hub
 from course_utils.device import default_threads, get_device
 
-__all__ = ["Report", "doctor", "PACKAGES"]
+__all__ = ["Report", "doctor", "checkpoint_rows", "checkpoint_table", "PACKAGES"]
 
 # (distribution name on PyPI, what the notebooks call it)
 PACKAGES = [
@@ -52,10 +52,7 @@ class Report:
         lines += [f"  {name:<{width}}  {version}" for name, version in self.versions.items()]
         lines.append(f"device: {self.device}; torch threads: {self.threads} of {self.cores} cores")
         lines.append(f"hub: {'online' if self.hub.online else 'offline'} ({self.hub.reason})")
-        lines.append("checkpoints:")
-        nw = max(len(r["name"]) for r in self.checkpoints)
-        for r in self.checkpoints:
-            lines.append(f"  {r['name']:<{nw}}  ch {r['chapter']}  {r['status']}")
+        lines.append(checkpoint_table(self.checkpoints))
         lines.append("problems: " + ("none" if self.ok else ""))
         lines += [f"  - {p}" for p in self.problems]
         return "\n".join(lines)
@@ -71,28 +68,39 @@ def _version(dist: str) -> str:
         return "missing"
 
 
-def _checkpoint_rows(online: bool) -> list[dict]:
+def checkpoint_rows(online: bool, names: list[str] | None = None) -> list[dict]:
+    """One row per checkpoint (``names``, default the whole catalogue): real, stand-in or missing."""
     rows = []
-    for ckpt in hub.CATALOGUE.values():
+    for name in names or list(hub.CATALOGUE):
+        ckpt = hub.CATALOGUE.get(name) or hub.Checkpoint(name, "transformers", "-", "")
         try:
             cached = hub.is_cached(ckpt.name)
         except Exception as error:  # a broken cache must not break the report
             cached, note = False, f"cache unreadable: {error}"
         else:
             note = ""
+        registered = not cached and ckpt.name in hub._STANDINS
+        problem = hub.standin_problem(ckpt.name) if registered else "is not registered"
         if cached:
             status = "real: in the local cache"
         elif online:
             status = "real: downloads on first use"
-        elif hub.standin_built(ckpt.name):
-            status = "stand-in: built"
-        elif ckpt.name in hub._STANDINS:
-            status = "stand-in: built on first use"
-        else:
+        elif not registered:
             status = f"unavailable offline (stand-in arrives with chapter {ckpt.chapter})"
-        rows.append({"name": ckpt.name, "library": ckpt.library, "chapter": ckpt.chapter,
-                     "cached": cached, "status": status + (f"; {note}" if note else "")})
+        else:
+            status = ("stand-in: built" if problem is None else
+                      "stand-in: built on first use" if problem == "is not built" else
+                      f"stand-in: rebuilt on first use (the cached copy {problem})")
+        rows.append({"name": ckpt.name, "library": ckpt.library, "chapter": ckpt.chapter, "cached": cached,
+                     "offline_ready": cached or problem is None,  # real in the cache, or a built stand-in
+                     "status": status + (f"; {note}" if note else "")})
     return rows
+
+
+def checkpoint_table(rows: list[dict]) -> str:
+    """The "checkpoints:" table of the report, one line per row of :func:`checkpoint_rows`."""
+    nw = max((len(r["name"]) for r in rows), default=0)
+    return "\n".join(["checkpoints:"] + [f"  {r['name']:<{nw}}  ch {r['chapter']}  {r['status']}" for r in rows])
 
 
 def doctor(print_report: bool = True) -> Report:
@@ -120,7 +128,7 @@ def doctor(print_report: bool = True) -> Report:
     report = Report(
         python=platform.python_version(), platform=f"{platform.system()} {platform.machine()}",
         versions=versions, device=name, threads=torch.get_num_threads(), cores=cores,
-        hub=status, checkpoints=_checkpoint_rows(status.online), problems=problems)
+        hub=status, checkpoints=checkpoint_rows(status.online), problems=problems)
     if print_report:
         print(report)
     return report

@@ -20,10 +20,16 @@ The decision, in order:
 4. Otherwise stand-in, and the process is switched to Hugging Face's offline mode, so that no
    later ``from_pretrained`` spends ~26 s retrying an unreachable hub.
 
-Later chapters register their stand-ins with :func:`register_standin`.
+Later chapters register their stand-ins with :func:`register_standin`. A stand-in is built once into
+the course cache (:func:`course_cache_dir`) and checked every time it is handed out: its
+``.complete`` marker holds a manifest (the size and sha256 of every file, see
+:func:`write_manifest`), and a copy that is half-built, outdated, truncated or changed is rebuilt,
+with a message, never loaded.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -31,6 +37,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -39,10 +46,12 @@ from typing import Callable
 __all__ = [
     "CATALOGUE", "Checkpoint", "Resolved", "CheckpointUnavailable", "HubStatus",
     "resolve", "register_standin", "hub_status", "is_cached", "course_cache_dir", "go_offline",
+    "build_standin", "standin_built", "standin_problem",
 ]
 
 PROBE_TIMEOUT_S = 2.0
-_COMPLETE = ".complete"  # written last into a stand-in folder: its absence means a half-built one
+_COMPLETE = ".complete"  # written last into a stand-in folder: its manifest; absent means half-built
+_MANIFEST_FORMAT = 1     # bump when the manifest's layout changes
 
 
 @dataclass(frozen=True)
@@ -137,17 +146,22 @@ def _weights_files(library: str) -> tuple[str, ...]:
     return ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
+def clip_url(name: str) -> str | None:
+    """The address openai clip downloads ``name`` (e.g. "ViT-B/32") from; None if it has no such model."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # openai clip's pkg_resources deprecation warning
+        import clip
+
+    return clip.clip._MODELS.get(name)
+
+
 def is_cached(name: str, cache_dir: str | os.PathLike | None = None) -> bool:
     """True when the real weights of ``name`` are already on this machine (no network used)."""
     library = CATALOGUE[name].library if name in CATALOGUE else "transformers"
     if library == "clip":
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # openai clip's pkg_resources deprecation warning
-            import clip
-
-        url = clip.clip._MODELS.get(name)
+        url = clip_url(name)
         root = Path(cache_dir) if cache_dir else clip_cache_dir()
         return url is not None and (root / os.path.basename(url)).is_file()
     from huggingface_hub import try_to_load_from_cache
@@ -243,33 +257,115 @@ def standin_dir(name: str) -> Path:
 
 
 def standin_built(name: str) -> bool:
-    return name in _STANDINS and (standin_dir(name) / _COMPLETE).is_file()
+    """True when the stand-in for ``name`` is built and intact (every file as its manifest says)."""
+    return name in _STANDINS and standin_problem(name) is None
+
+
+def standin_problem(name: str) -> str | None:
+    """What is wrong with the cached stand-in for ``name`` ("is damaged (...)"), or None when it is
+    intact. Checks the size of every file, then its sha256 (milliseconds for a few MB)."""
+    folder, version = standin_dir(name), _STANDINS[name].version
+    marker = folder / _COMPLETE
+    if not folder.is_dir():
+        return "is not built"
+    if not marker.is_file():
+        return "is incomplete (no .complete marker: its build was interrupted)"
+    text = marker.read_text(errors="replace")
+    try:
+        manifest = json.loads(text)
+        files = {str(rel): (int(f["bytes"]), str(f["sha256"])) for rel, f in manifest["files"].items()}
+        recorded, layout = str(manifest["version"]), manifest["format"]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        if text.strip() and "{" not in text:  # a bare version number: a marker from before manifests
+            return "is outdated (its marker has no manifest)"
+        return f"is damaged ({_COMPLETE}: not a readable manifest)"
+    if layout != _MANIFEST_FORMAT:
+        return f"is outdated (manifest format {layout}, the course now writes {_MANIFEST_FORMAT})"
+    if recorded != version:
+        return f"is outdated (version {recorded}, the course now builds version {version})"
+    damage = []
+    for rel, (size, _) in files.items():  # 1. sizes: a truncated or missing file
+        path = folder / rel
+        if not path.is_file():
+            damage.append(f"{rel}: missing")
+        elif path.stat().st_size != size:
+            damage.append(f"{rel}: {path.stat().st_size:,} of {size:,} bytes")
+    if not damage:  # 2. contents: a file changed in place keeps its size
+        damage = [f"{rel}: contents changed (sha256 differs)"
+                  for rel, (_, sha256) in files.items() if _sha256(folder / rel) != sha256]
+    damage += [f"{rel}: not in the manifest" for rel in _files(folder)  # hidden ones: .DS_Store and co.
+               if rel not in files and not any(part.startswith(".") for part in rel.split("/"))]
+    return f"is damaged ({', '.join(damage)})" if damage else None
+
+
+def write_manifest(folder: Path, version: str) -> dict:
+    """Write ``folder``'s ``.complete`` marker, last: JSON with the manifest's format, the stand-in's
+    version and, for every file (relative POSIX path), its size in bytes and its sha256::
+
+        {"format": 1, "version": "1",
+         "files": {"config.json": {"bytes": 850, "sha256": "9f2c..."}, ...}}
+    """
+    files = {rel: {"bytes": (folder / rel).stat().st_size, "sha256": _sha256(folder / rel)}
+             for rel in _files(folder)}
+    manifest = {"format": _MANIFEST_FORMAT, "version": version, "files": files}
+    (folder / _COMPLETE).write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def _files(folder: Path) -> list[str]:
+    """Every file under ``folder`` but its marker, as sorted relative POSIX paths."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                  if p.is_file() and p.relative_to(folder).as_posix() != _COMPLETE)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def build_standin(name: str, rebuild: bool = False, build: Callable[[Path], None] | None = None) -> Path:
-    """The stand-in's folder, building it first when it is missing or was left half-built.
+    """The stand-in's folder, building it first when it is missing, and rebuilding it (with a
+    message) when the cached copy is half-built, outdated or damaged (see :func:`standin_problem`).
 
     ``build`` replaces the registered builder for this call (a lecture installing the model it
     has just trained); ``rebuild=True`` replaces a cached copy.
     """
     if name not in _STANDINS:
         raise CheckpointUnavailable(f"the course registers no stand-in for {name!r}")
-    folder = standin_dir(name)
-    if (folder / _COMPLETE).is_file() and not rebuild:
-        return folder
+    folder, version = standin_dir(name), _STANDINS[name].version
     if folder.exists() and not rebuild:
-        print(f"[course] rebuilding the stand-in for {name}: the cached copy is incomplete or outdated")
+        problem = standin_problem(name)
+        if problem is None:
+            return folder
+        print(f"[course] the cached stand-in for {name} {problem}; rebuilding it", flush=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
     try:
         (build or _STANDINS[name].build)(scratch)
-        (scratch / _COMPLETE).write_text(_STANDINS[name].version + "\n")
-        if folder.exists():  # replaced only once the new copy is complete
-            shutil.rmtree(folder)
-        scratch.rename(folder)  # atomic on one file system: never a half-written stand-in
+        write_manifest(scratch, version)
+        _swap_in(scratch, folder)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return folder
+
+
+def _swap_in(new: Path, folder: Path) -> None:
+    """Put the complete folder ``new`` at ``folder`` with renames (atomic on one file system), so
+    ``folder`` never holds a half-written copy; an old copy is moved aside first, then deleted."""
+    old = folder.with_name(f".replaced-{folder.name}-{uuid.uuid4().hex[:8]}")
+    if folder.exists():
+        folder.rename(old)
+    try:
+        new.rename(folder)
+    except OSError:
+        if old.exists() and not folder.exists():
+            old.rename(folder)  # put the old copy back; the caller sees the error
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- the decision

@@ -1,5 +1,6 @@
 """The resolver: real checkpoint when usable, stand-in otherwise, never a long wait."""
 import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -53,13 +54,17 @@ def _lay_out_like_the_hub(saved: Path, cache: Path, repo: str) -> None:
     (root / "refs" / "main").write_text(commit)
     snapshot = root / "snapshots" / commit
     snapshot.mkdir(parents=True)
-    for file in saved.iterdir():
+    for file in sorted(f for f in saved.rglob("*") if f.is_file()):
         blob = root / "blobs" / hashlib.sha256(file.read_bytes()).hexdigest()
         blob.write_bytes(file.read_bytes())
-        (snapshot / file.name).symlink_to(os.path.relpath(blob, snapshot))
+        link = snapshot / file.relative_to(saved)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
 
 
 def test_offline_nothing_cached_gives_the_standin_at_once(monkeypatch, tmp_path, capsys):
+    from transformers import ViTForImageClassification  # imported first: the timing is the decision's
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     calls = []
     _register_tiny_standin(calls)
@@ -70,9 +75,6 @@ def test_offline_nothing_cached_gives_the_standin_at_once(monkeypatch, tmp_path,
     assert "HF_HUB_OFFLINE" in resolved.reason
     assert decided_in < 2.0 + 3.0  # 2 s budget for the network; the rest builds the tiny stand-in
     assert "stand-in, a tiny test ViT" in capsys.readouterr().out  # the one-line banner
-
-    from transformers import ViTForImageClassification
-
     model = ViTForImageClassification.from_pretrained(resolved.path)  # the same public call
     assert model.config.num_labels == 3
 
@@ -178,7 +180,114 @@ def test_standin_is_built_once_and_a_half_built_one_is_rebuilt(monkeypatch, tmp_
     (Path(first.path) / ".complete").unlink()  # as if the build had been interrupted
     third = hub.resolve(NAME, cache_dir=tmp_path, quiet=True)
     assert len(calls) == 2 and (Path(third.path) / "config.json").is_file()
-    assert "rebuilding the stand-in" in capsys.readouterr().out
+    assert f"the cached stand-in for {NAME} is incomplete (no .complete marker" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- a cached stand-in is checked before use
+
+def _damage_truncate(folder):
+    weights = folder / "model.safetensors"
+    size = weights.stat().st_size
+    weights.write_bytes(weights.read_bytes()[: size // 2])
+    return f"model.safetensors: {size // 2:,} of {size:,} bytes"
+
+
+def _damage_flip_a_byte(folder):
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 0xFF  # inside the last tensor: the file still parses, the weights are wrong
+    weights.write_bytes(bytes(data))
+    return "model.safetensors: contents changed (sha256 differs)"
+
+
+def _damage_delete(folder):
+    (folder / "config.json").unlink()
+    return "config.json: missing"
+
+
+def _damage_old_marker(folder):
+    (folder / ".complete").write_text("1\n")  # what course_utils wrote before manifests
+    return "is outdated (its marker has no manifest)"
+
+
+def _damage_extra_file(folder):
+    (folder / "pytorch_model.bin").write_bytes(b"not ours")
+    return "pytorch_model.bin: not in the manifest"
+
+
+@pytest.mark.parametrize("damage", [_damage_truncate, _damage_flip_a_byte, _damage_delete, _damage_old_marker,
+                                    _damage_extra_file])
+def test_a_damaged_cached_standin_is_detected_and_rebuilt_with_a_message(damage, monkeypatch, tmp_path, capsys):
+    from transformers import ViTForImageClassification
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    calls = []
+    _register_tiny_standin(calls)
+    folder = Path(hub.resolve(NAME, cache_dir=tmp_path, quiet=True).path)
+    capsys.readouterr()
+    assert hub.standin_built(NAME)
+    what = damage(folder)
+    assert not hub.standin_built(NAME) and what in hub.standin_problem(NAME)
+
+    again = hub.resolve(NAME, cache_dir=tmp_path, quiet=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and what in lines[0]  # one clear line
+    assert lines[0].startswith(f"[course] the cached stand-in for {NAME} ") and lines[0].endswith("; rebuilding it")
+    assert len(calls) == 2 and again.path == str(folder) and hub.standin_built(NAME)
+    model = ViTForImageClassification.from_pretrained(again.path)  # the rebuilt copy loads
+    torch.testing.assert_close(model.state_dict(), _tiny_vit().state_dict())
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no scratch or old copy left
+
+
+def test_an_intact_cache_is_checked_not_rebuilt(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    calls = []
+    _register_tiny_standin(calls)
+    folder = hub.build_standin(NAME)
+    manifest = json.loads((folder / ".complete").read_text())
+    assert manifest["format"] == 1 and manifest["version"] == "1"
+    weights = folder / "model.safetensors"
+    assert manifest["files"]["model.safetensors"] == {
+        "bytes": weights.stat().st_size, "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+    assert set(manifest["files"]) == {"config.json", "model.safetensors"}
+    (folder / ".DS_Store").write_bytes(b"Finder was here")  # hidden files are not the stand-in's: no rebuild
+    for _ in range(3):
+        assert hub.build_standin(NAME) == folder
+        assert hub.resolve(NAME, cache_dir=tmp_path, quiet=True).path == str(folder)
+    assert len(calls) == 1 and capsys.readouterr().out == ""
+
+
+def test_a_new_recipe_version_rebuilds_and_a_corrupt_marker_is_damage(monkeypatch, tmp_path, capsys):
+    calls = []
+    _register_tiny_standin(calls)
+    folder = hub.build_standin(NAME)
+    manifest = json.loads((folder / ".complete").read_text())
+    (folder / ".complete").write_text(json.dumps({**manifest, "version": "0"}))
+    assert hub.standin_problem(NAME) == "is outdated (version 0, the course now builds version 1)"
+    (folder / ".complete").write_text(json.dumps({**manifest, "format": 0}))
+    assert hub.standin_problem(NAME) == "is outdated (manifest format 0, the course now writes 1)"
+    (folder / ".complete").write_text('{"format": 1, "files": {"config.js')  # cut short
+    assert hub.standin_problem(NAME) == "is damaged (.complete: not a readable manifest)"
+    hub.build_standin(NAME)
+    assert "is damaged (.complete: not a readable manifest); rebuilding it" in capsys.readouterr().out
+    assert len(calls) == 2 and hub.standin_built(NAME)
+
+
+def test_checking_a_realistic_standin_takes_milliseconds(tmp_path):
+    from transformers import ViTConfig, ViTForImageClassification
+
+    def build(folder):  # about 5 MB of weights, like the course's bigger stand-ins
+        config = ViTConfig(image_size=32, patch_size=4, hidden_size=192, num_hidden_layers=4,
+                           num_attention_heads=3, intermediate_size=384, num_labels=10)
+        ViTForImageClassification(config).save_pretrained(folder)
+
+    hub.register_standin(NAME, build, about="a 5 MB test ViT")
+    folder = hub.build_standin(NAME)
+    assert 4e6 < (folder / "model.safetensors").stat().st_size < 8e6
+    start = time.perf_counter()
+    for _ in range(5):
+        assert hub.standin_built(NAME)
+    assert (time.perf_counter() - start) / 5 < 0.25  # sizes and sha256 of every file; ~10 ms measured
 
 
 def test_a_failing_build_leaves_nothing_behind(monkeypatch, tmp_path):

@@ -1,0 +1,228 @@
+"""Get a classroom ready to work offline: ``python -m course_utils prepare`` (for instructors).
+
+    python -m course_utils prepare                      # as the network allows
+    python -m course_utils prepare --offline            # build the stand-ins, even when online
+    python -m course_utils prepare --only ViT-B/32      # some checkpoints only (repeatable)
+
+Online (the hub answers, see :func:`course_utils.hub.hub_status`), it downloads every real
+checkpoint of ``hub.CATALOGUE`` with its library's own downloader: the Hugging Face ones into the
+Hugging Face cache, only the files the library loads (configs, processor and tokenizer files,
+safetensors weights; never the ``.bin`` / ``.h5`` / ``.msgpack`` / ONNX copies of the same
+weights), and openai CLIP's ``ViT-B/32`` into ~/.cache/clip. It reports the disk each one uses.
+Offline, it builds every stand-in the course registers and reports the time each took.
+
+Either way it ends with the doctor's checkpoint table and exits 0 when every checkpoint can be
+used offline (real weights in the local cache, or a built stand-in), 1 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from course_utils import hub
+from course_utils.doctor import checkpoint_rows, checkpoint_table
+
+__all__ = ["FILES", "Step", "download", "download_all", "build_all", "prepare", "main"]
+
+# What each library loads, as huggingface_hub's (allow, ignore) patterns: fnmatch, "*" crosses "/".
+FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # the repository's top level: config, processor and tokenizer files and safetensors weights
+    # (pytorch_model.bin, tf_model.h5, flax_model.msgpack are the same weights again; onnx/ and
+    # other folders hold exports)
+    "transformers": (("*.json", "*.txt", "*.safetensors"), ("*/*",)),
+    # model_index.json and each component's folder (unet/, vae/, text_encoder/...); not the
+    # single-file checkpoints at the top (v1-5-pruned*.safetensors, several GB each) nor the
+    # fp16 and non-EMA variants from_pretrained does not load by default
+    "diffusers": (("*.json", "*.txt", "*/*.safetensors"), ("*.fp16.*", "*.non_ema.*")),
+    # one TorchScript archive, fetched (and its sha256 checked) by openai clip's own downloader
+    "clip": ((), ()),
+}
+
+
+@dataclass
+class Step:
+    """What prepare did for one checkpoint."""
+
+    name: str
+    ok: bool        # downloaded / built (or found intact); False: failed or nothing to do
+    seconds: float
+    note: str       # one line: what happened
+    bytes: int = 0  # disk used by the downloaded checkpoint
+
+
+# ---------------------------------------------------------------- online: the real checkpoints
+
+def download(ckpt: hub.Checkpoint, allow: tuple[str, ...], ignore: tuple[str, ...]) -> None:
+    """Fetch ``ckpt``'s files with its library's own downloader, progress bars included."""
+    if ckpt.library == "clip":
+        url = hub.clip_url(ckpt.name)  # imports clip quietly
+        if url is None:
+            raise ValueError(f"openai clip has no model named {ckpt.name!r}")
+        import clip
+
+        clip.clip._download(url, str(hub.clip_cache_dir()))  # downloads only: nothing is unpickled
+        return
+    from huggingface_hub import snapshot_download
+
+    snapshot_download(ckpt.name, cache_dir=hub.hf_cache_dir(),
+                      allow_patterns=list(allow), ignore_patterns=list(ignore))
+
+
+def location(ckpt: hub.Checkpoint) -> Path:
+    """Where ``ckpt``'s real weights live on disk: a folder of the Hugging Face cache, or clip's file."""
+    if ckpt.library == "clip":
+        return hub.clip_cache_dir() / os.path.basename(hub.clip_url(ckpt.name) or ckpt.name)
+    from huggingface_hub.file_download import repo_folder_name
+
+    return hub.hf_cache_dir() / repo_folder_name(repo_id=ckpt.name, repo_type="model")
+
+
+def disk_use(path: Path) -> int:
+    """Bytes on disk under ``path``, counting every file once (symbolic links, such as the
+    Hugging Face cache's snapshots/ pointing into blobs/, are not counted again)."""
+    if path.is_file():
+        return path.stat().st_size
+    seen, total = set(), 0
+    for file in path.rglob("*"):
+        stat = file.lstat()
+        if file.is_symlink() or not file.is_file() or (stat.st_dev, stat.st_ino) in seen:
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        total += stat.st_size
+    return total
+
+
+def download_all(names: list[str]) -> list[Step]:
+    """Download the real checkpoints ``names`` one after the other; a failure does not stop the rest."""
+    steps = []
+    for i, name in enumerate(names, 1):
+        ckpt = hub.CATALOGUE.get(name)
+        if ckpt is None:
+            print(f"[{i}/{len(names)}] {name}: a stand-in only, nothing to download")
+            steps.append(Step(name, False, 0.0, "a stand-in only"))
+            continue
+        allow, ignore = FILES[ckpt.library]
+        print(f"[{i}/{len(names)}] {name} ({ckpt.library}"
+              + (f": {', '.join(allow)}" if allow else "") + ")", flush=True)
+        start = time.perf_counter()
+        try:
+            download(ckpt, allow, ignore)
+            if not hub.is_cached(name):
+                raise FileNotFoundError(f"the files came, but no weights {ckpt.library} can load "
+                                        "(no safetensors in the repository?)")
+        except Exception as error:  # noqa: BLE001 - report it and go on with the others
+            seconds = time.perf_counter() - start
+            print(f"  FAILED after {seconds:.1f} s: {_one_line(error)}")
+            steps.append(Step(name, False, seconds, f"failed: {_one_line(error)}"))
+            continue
+        seconds, used = time.perf_counter() - start, disk_use(location(ckpt))
+        print(f"  {_size(used)} on disk at {location(ckpt)} ({seconds:.1f} s)")
+        steps.append(Step(name, True, seconds, "downloaded", used))
+    done = [s for s in steps if s.ok]
+    failed = [s.name for s in steps if not s.ok and s.note.startswith("failed")]
+    print(f"downloaded {len(done)} of {len(names)} checkpoints: {_size(sum(s.bytes for s in done))} "
+          "on disk in all" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return steps
+
+
+# ---------------------------------------------------------------- offline: the stand-ins
+
+def build_all(names: list[str]) -> list[Step]:
+    """Build (or check) the stand-ins of ``names``, timing each; a failure does not stop the rest."""
+    steps = []
+    for i, name in enumerate(names, 1):
+        if name not in hub._STANDINS:
+            chapter = hub.CATALOGUE[name].chapter
+            print(f"[{i}/{len(names)}] {name}: no stand-in yet (chapter {chapter})")
+            steps.append(Step(name, False, 0.0, f"no stand-in yet (chapter {chapter})"))
+            continue
+        print(f"[{i}/{len(names)}] {name}: stand-in, {hub._STANDINS[name].about}", flush=True)
+        start = time.perf_counter()
+        try:
+            intact = hub.standin_built(name)
+            folder = hub.build_standin(name)  # rebuilds, with a message, a damaged copy
+        except Exception as error:  # noqa: BLE001 - report it and go on with the others
+            seconds = time.perf_counter() - start
+            print(f"  FAILED after {seconds:.1f} s: {_one_line(error)}")
+            steps.append(Step(name, False, seconds, f"failed: {_one_line(error)}"))
+            continue
+        seconds = time.perf_counter() - start
+        note = f"already built, checked in {seconds * 1000:.0f} ms" if intact else f"built in {seconds:.1f} s"
+        steps.append(Step(name, True, seconds, note, disk_use(folder)))
+        print(f"  {note}, {_size(steps[-1].bytes)}: {folder}")
+    built = [s for s in steps if s.note.startswith("built")]
+    print(f"built {len(built)} stand-in(s) in {sum(s.seconds for s in built):.1f} s; "
+          f"{sum(s.note.startswith('already') for s in steps)} already built; "
+          f"{sum(s.note.startswith('no stand-in') for s in steps)} without a stand-in yet; "
+          f"{sum(s.note.startswith('failed') for s in steps)} failed")
+    return steps
+
+
+# ---------------------------------------------------------------- the command
+
+def known_names() -> list[str]:
+    """The catalogue's checkpoints, then any other name a stand-in is registered for."""
+    return list(hub.CATALOGUE) + [name for name in hub._STANDINS if name not in hub.CATALOGUE]
+
+
+def prepare(names: list[str] | None = None, offline: bool = False) -> int:
+    """Download (online) or build (offline) ``names`` (default: all), print the checkpoint table
+    and return 0 when every one of them can be used offline, 1 otherwise."""
+    names = list(names or known_names())
+    status = hub.HubStatus(False, "--offline", 0.0) if offline else hub.hub_status()
+    if status.online:
+        print(f"[course] prepare: {status.reason}; downloading {len(names)} checkpoint(s) into "
+              f"{hub.hf_cache_dir()} (openai clip: {hub.clip_cache_dir()})")
+        download_all(names)
+    else:
+        print(f"[course] prepare: offline ({status.reason}); building the stand-ins in "
+              f"{hub.course_cache_dir() / 'standins'}")
+        build_all(names)
+    rows = checkpoint_rows(online=False, names=names)  # what a classroom without the hub gets
+    print(checkpoint_table(rows))
+    missing = [r["name"] for r in rows if not r["offline_ready"]]
+    real = sum(r["cached"] for r in rows)
+    print(f"prepare: {len(rows) - len(missing)} of {len(rows)} checkpoint(s) ready for offline use "
+          f"({real} real, {len(rows) - len(missing) - real} stand-in)"
+          + (f"; missing: {', '.join(missing)}" if missing else ""))
+    return 1 if missing else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m course_utils prepare [--offline] [--only NAME]...``"""
+    parser = argparse.ArgumentParser(
+        prog="python -m course_utils prepare",
+        description="Download the real checkpoints (online) or build the course's stand-ins "
+                    "(offline), so that a classroom can work without the hub.")
+    parser.add_argument("--offline", action="store_true",
+                        help="build the stand-ins even when the hub answers")
+    parser.add_argument("--only", action="append", metavar="NAME",
+                        help="only this checkpoint (repeatable), e.g. google/vit-base-patch16-224")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    names = list(dict.fromkeys(args.only or []))
+    unknown = [name for name in names if name not in known_names()]
+    if unknown:
+        print(f"prepare: unknown checkpoint(s) {', '.join(map(repr, unknown))}; "
+              f"known: {', '.join(known_names())}", file=sys.stderr)
+        return 2
+    return prepare(names, offline=args.offline)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:200]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
