@@ -52,3 +52,60 @@ def save_vit_standin(model, history, training=None):
 
 register_standin(VIT_NAME, build=_build_vit, version="1",
                  about="a 4-layer ViT trained by the course on digits (16 px, 10 classes)")
+
+
+# ---------------------------------------------------------------- chapter 04: Swin, BEiT, DeiT, ConvNeXt
+
+CLASSIFIER_TRAINING = None  # None: each family's own recipe, classifiers.<FAMILY>.training (tests set a shorter one)
+CLASSIFIER_STANDINS: dict[str, str] = {}  # real checkpoint -> the course_utils.classifiers family standing in for it
+
+
+def _build_classifier(folder, name, model=None, history=None, training=None):
+    """The tiny ``course_utils.classifiers`` family that stands in for ``name``, trained on digits and saved
+    with ``save_pretrained`` beside the real checkpoint's image processor class, id2label and training.json.
+    Trains it first unless a lecture hands over the transformers ``model`` it trained, with its
+    ``history`` and ``training`` config."""
+    from dataclasses import asdict
+
+    import torch
+
+    from course_utils.classifiers import FAMILIES, export_classifier, train_family
+
+    family = FAMILIES[CLASSIFIER_STANDINS[name]]
+    if model is None:
+        training = CLASSIFIER_TRAINING or family.training
+        model, history = train_family(family, training, progress=True)
+    px = family.image_size
+    export_classifier(model, family, folder, notes={
+        "what": f"stand-in for {name}, built by course_utils.standins",
+        "recipe": f"course_utils.classifiers.train_family(FAMILIES[{family.model_type!r}])",
+        "data": f"scikit-learn digits, {px} x {px}, grey repeated over RGB, normalised to [-1, 1]; "
+                "1,438 train / 359 test",
+        "family": {k: v for k, v in asdict(family).items() if k != "training"}, "parameters": model.num_parameters(),
+        "training": asdict(training or family.training), "torch": torch.__version__,
+        "test_accuracy": round(history.test_accuracy[-1], 4), "seconds": round(history.seconds, 1),
+    })
+
+
+def save_classifier_standin(name, model, history, training=None):
+    """Install a transformers classifier a lecture trained (of the family registered for ``name``) as the
+    stand-in for ``name``, replacing any cached copy; returns its folder."""
+    from course_utils.hub import build_standin
+
+    return build_standin(name, rebuild=True,
+                         build=lambda folder: _build_classifier(folder, name, model, history, training))
+
+
+def _register_classifier(name: str, family: str, about: str) -> None:
+    CLASSIFIER_STANDINS[name] = family
+    register_standin(name, build=lambda folder: _build_classifier(folder, name), about=about, version="1")
+
+
+_register_classifier("microsoft/swin-base-patch4-window7-224", "swin",
+                     about="a 2-stage Swin trained by the course on digits (32 px, 10 classes)")
+_register_classifier("microsoft/beit-base-patch16-224", "beit",
+                     about="a 4-layer BEiT trained by the course on digits (16 px, 10 classes)")
+_register_classifier("facebook/deit-base-patch16-224", "deit",
+                     about="a 4-layer DeiT trained by the course on digits (16 px, 10 classes)")
+_register_classifier("facebook/convnext-tiny-224", "convnext",
+                     about="a 2-stage ConvNeXt trained by the course on digits (32 px, 10 classes)")

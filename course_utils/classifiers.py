@@ -1,0 +1,187 @@
+"""Hugging Face image classifiers trained on the course's data: Swin, BEiT, DeiT and ConvNeXt on digits.
+
+Chapter 04 loads four real checkpoints through ``AutoModelForImageClassification``; where the hub is
+out of reach, the course hands out one of these instead, the same transformers class at a tiny size:
+
+    Swin      "Swin Transformer: Hierarchical Vision Transformer using Shifted Windows" (Liu et al., ICCV 2021)
+    BEiT      "BEiT: BERT Pre-Training of Image Transformers" (Bao et al., ICLR 2022)
+    DeiT      "Training data-efficient image transformers & distillation through attention" (Touvron et al., ICML 2021)
+    ConvNeXt  "A ConvNet for the 2020s" (Liu et al., CVPR 2022)
+
+What is here: the four tiny presets (``Family``: ``SWIN``, ``BEIT``, ``DEIT``, ``CONVNEXT``, all in
+``FAMILIES``), ``build_model`` (the transformers model of a preset), ``ImagesToLogits`` (the adapter
+that lets ``course_utils.vit.train_classifier`` train it), ``image_processor`` and
+``train_family`` / ``export_classifier`` (train on digits, save what ``from_pretrained`` loads).
+Training, evaluation, the digits and their normalisation are course_utils.vit's, reused as they are.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from course_utils.vit import (DIGITS_LABELS, IMAGE_MEAN, IMAGE_STD, History, TrainConfig, ViTConfig, digits_data,
+                              train_classifier)
+
+__all__ = ["Family", "SWIN", "BEIT", "DEIT", "CONVNEXT", "FAMILIES", "build_model", "ImagesToLogits",
+           "image_processor", "train_family", "export_classifier"]
+
+# Shape legend: B batch, C channels, H height, W width, K classes.
+
+
+# ---------------------------------------------------------------- the four families, tiny
+
+@dataclass(frozen=True)
+class Family:
+    """One architecture family as transformers names it, at the tiny size the course trains on digits."""
+
+    model_type: str           # transformers' model_type: picks the config class (SwinConfig, ...)
+    model: str                # the transformers model class, e.g. "SwinForImageClassification"
+    processor: str            # the image processor class of the real checkpoint (transformers' name)
+    image_size: int           # H = W, pixels: the digits are resized to it, the processor resizes to it
+    shape: dict               # the transformers config's own arguments for this size (widths, depths, heads)
+    training: TrainConfig     # the recipe for course_utils.vit.train_classifier; unnamed settings are
+                              # TrainConfig's defaults: batch 64, AdamW (weight decay 0.05), 10% warm-up,
+                              # augmentation, seed 0
+    processor_size: dict = field(default_factory=dict)  # the processor's size arguments, when not {height, width}
+
+
+# Swin: 32 px, patch 4 -> an 8 x 8 grid in 4 x 4 windows (shifted every other block); patch merging
+# -> 4 x 4, one window. 32 = patch 4 x window 4 x 2 stages, so every stage tiles into whole windows.
+SWIN = Family(
+    model_type="swin", model="SwinForImageClassification", processor="ViTImageProcessor", image_size=32,
+    shape=dict(
+        patch_size=4,          # P: 4 x 4 pixel patches, as Swin-B
+        embed_dim=32,          # C of stage 1; doubles at each patch merging (32, 64)
+        depths=[2, 2],         # blocks per stage (Swin-B: 2, 2, 18, 2)
+        num_heads=[2, 4],      # heads per stage: 16 channels each
+        window_size=4,         # M: attention within M x M windows (Swin-B: 7)
+        mlp_ratio=2.0,         # MLP width / C (Swin-B: 4)
+        drop_path_rate=0.0,    # no stochastic depth on so small a model
+    ),
+    training=TrainConfig(epochs=25, lr=3e-3))
+
+# BEiT and DeiT take the shape of chapter 03's digits ViT (ViTConfig.tiny()), so the three compare like
+# for like: 16 px, a 4 x 4 grid of 4 x 4 patches, 4 layers of width 64 with 4 heads, MLP width 128.
+_VIT = ViTConfig.tiny()
+_VIT_SHAPE = dict(
+    patch_size=_VIT.patch_size,                # P
+    hidden_size=_VIT.dim,                      # D
+    num_hidden_layers=_VIT.depth,              # L
+    num_attention_heads=_VIT.num_heads,        # heads per layer
+    intermediate_size=_VIT.mlp_dim,            # MLP width
+    layer_norm_eps=1e-5,                       # PyTorch's default, as the course's LayerNorms (transformers: 1e-12)
+)
+
+# BEiT: a ViT with per-layer relative position biases, layer scale, and a mean-pooled head.
+BEIT = Family(
+    model_type="beit", model="BeitForImageClassification", processor="BeitImageProcessor", image_size=_VIT.image_size,
+    shape=dict(
+        **_VIT_SHAPE,
+        use_relative_position_bias=True,        # a learned bias per relative offset in each layer, as BEiT-B
+        use_absolute_position_embeddings=False,  # ... and no absolute position embeddings, as BEiT-B
+        layer_scale_init_value=0.1,             # each residual branch starts scaled by 0.1, as BEiT-B
+        use_mean_pooling=True,                  # the head reads the mean of the patch tokens, as BEiT-B
+        drop_path_rate=0.0,                     # no stochastic depth on so small a model
+    ),
+    training=TrainConfig(epochs=30, lr=3e-3))
+
+# DeiT: a ViT with a distillation token beside [CLS]; DeiTForImageClassification's head reads [CLS].
+DEIT = Family(
+    model_type="deit", model="DeiTForImageClassification", processor="DeiTImageProcessor", image_size=_VIT.image_size,
+    shape=dict(**_VIT_SHAPE),
+    training=TrainConfig(epochs=20, lr=2e-3))
+
+# ConvNeXt: a 4 x 4 patchify stem, then stages of depthwise 7 x 7 conv blocks with 2 x 2 downsampling between.
+CONVNEXT = Family(
+    model_type="convnext", model="ConvNextForImageClassification", processor="ConvNextImageProcessor", image_size=32,
+    shape=dict(
+        patch_size=4,               # the stem: a 4 x 4 stride-4 conv, 32 px -> 8 x 8
+        num_stages=2,               # 8 x 8, then 4 x 4 (ConvNeXt-T: 4 stages)
+        hidden_sizes=[32, 64],      # channels per stage (ConvNeXt-T: 96, 192, 384, 768)
+        depths=[2, 2],              # blocks per stage (ConvNeXt-T: 3, 3, 9, 3)
+        layer_scale_init_value=1e-6,  # as ConvNeXt-T: each block starts close to the identity
+        drop_path_rate=0.0,         # no stochastic depth (ConvNeXt-T's default too)
+    ),
+    training=TrainConfig(epochs=10, lr=3e-3),
+    # ConvNextImageProcessor sizes by the shortest edge and crops crop_pct of it; 1.0 keeps the whole digit
+    processor_size=dict(size={"shortest_edge": 32}, crop_pct=1.0))
+
+FAMILIES: dict[str, Family] = {f.model_type: f for f in (SWIN, BEIT, DEIT, CONVNEXT)}
+
+
+# ---------------------------------------------------------------- the model, and the adapter for training
+
+def build_model(family: Family, id2label: dict[int, str] | None = None) -> nn.Module:
+    """A freshly initialised transformers ``...ForImageClassification`` of ``family``'s tiny shape
+    (RGB input, one output per label; seed torch first for a repeatable initialisation)."""
+    import transformers
+
+    id2label = {int(k): v for k, v in (id2label or DIGITS_LABELS).items()}
+    config = transformers.AutoConfig.for_model(
+        family.model_type, image_size=family.image_size, num_channels=3, **family.shape,
+        id2label=id2label, label2id={v: k for k, v in id2label.items()})
+    return getattr(transformers, family.model)(config)
+
+
+class ImagesToLogits(nn.Module):
+    """A transformers classifier as ``train_classifier`` and ``evaluate`` expect it: images in, logits out.
+
+    transformers' models take ``pixel_values`` and answer an output object; the course's loop calls
+    ``model(images)`` and wants the logits tensor. The wrapped model is ``.model``: its weights are
+    trained in place, and it is what ``save_pretrained`` saves.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=images).logits  # (B, C, H, W) -> (B, K)
+
+
+def image_processor(family: Family):
+    """The image processor ``AutoImageProcessor`` loads beside the stand-in: the real checkpoint's class,
+    resizing to ``family.image_size``, rescaling by 1/255 and normalising with ``IMAGE_MEAN`` /
+    ``IMAGE_STD`` (no crop): what ``course_utils.vit.normalize`` does to the same image in [0, 1]."""
+    import transformers
+
+    size = family.processor_size or dict(size={"height": family.image_size, "width": family.image_size})
+    return getattr(transformers, family.processor)(
+        do_resize=True, **size, do_center_crop=False, do_rescale=True, rescale_factor=1 / 255,
+        do_normalize=True, image_mean=list(IMAGE_MEAN), image_std=list(IMAGE_STD))
+
+
+# ---------------------------------------------------------------- train on digits, save for from_pretrained
+
+def train_family(family: Family, training: TrainConfig | None = None,
+                 progress: bool = True) -> tuple[nn.Module, History]:
+    """Train ``family``'s tiny model on the digits (1,438 train / 359 test) with ``course_utils.vit.train_classifier``.
+
+    ``training`` replaces the family's recipe. Returns the transformers model (eval mode) and its History,
+    whose ``test_accuracy`` holds one entry per epoch.
+    """
+    training = training or family.training
+    data = digits_data(family.image_size)
+    torch.manual_seed(training.seed)
+    model = build_model(family)
+    history = train_classifier(ImagesToLogits(model), data.x_train, data.y_train, training, data.x_test, data.y_test,
+                               progress=progress, desc=f"{family.model_type} on digits")
+    return model.eval(), history
+
+
+def export_classifier(model: nn.Module, family: Family, folder: str | Path, notes: dict | None = None) -> Path:
+    """Save ``model`` for ``AutoModelForImageClassification.from_pretrained(folder)`` and its processor
+    for ``AutoImageProcessor.from_pretrained(folder)``: config.json, model.safetensors,
+    preprocessor_config.json and, given ``notes``, training.json."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    image_processor(family).save_pretrained(folder)
+    if notes is not None:
+        (folder / "training.json").write_text(json.dumps(notes, indent=2) + "\n")
+    return folder
+
