@@ -10,7 +10,7 @@ The paper's equations 1-4, with the names this file uses:
 What is here, in order: the maths as plain functions (``patchify``, ``sincos_2d_embedding``,
 ``attention_rollout``, ``count_parameters``); the modules (``ViTEmbedding``, ``ConvStem`` for the
 hybrid, ``ViTConfig``, ``ViT``); the bridge to Hugging Face ``transformers`` (``hf_config``,
-``copy_to_hf``, ``to_hf``, ``export_pretrained``); a small CPU training loop (``TrainConfig``,
+``copy_to_hf``, ``to_hf``, ``from_hf``, ``export_pretrained``); a small CPU training loop (``TrainConfig``,
 ``train_classifier``, ``evaluate``) and the digits recipe shared by the lecture and the
 ``google/vit-base-patch16-224`` stand-in (``digits_data``, ``DIGITS_TRAINING``, ``train_digits_vit``).
 """
@@ -32,7 +32,7 @@ from course_utils.transformer import TransformerEncoderBlock
 __all__ = [
     "patchify", "sincos_2d_embedding", "attention_rollout", "count_parameters",
     "ViTEmbedding", "ConvStem", "ViTConfig", "ViT",
-    "hf_config", "copy_to_hf", "to_hf", "export_pretrained",
+    "hf_config", "copy_to_hf", "to_hf", "from_hf", "export_pretrained",
     "TrainConfig", "History", "random_affine", "train_classifier", "evaluate",
     "IMAGE_MEAN", "IMAGE_STD", "normalize", "digits_data", "DIGITS_TRAINING", "DIGITS_LABELS", "train_digits_vit",
 ]
@@ -250,39 +250,71 @@ def hf_config(config: ViTConfig, id2label: dict[int, str] | None = None):
         id2label={int(k): v for k, v in id2label.items()}, label2id={v: int(k) for k, v in id2label.items()})
 
 
-def _linear(dst: nn.Linear, src: nn.Linear) -> None:
-    dst.weight.copy_(src.weight)
-    dst.bias.copy_(src.bias)
+def _paired_layers(model: ViT, hf_model) -> list[tuple[nn.Module, nn.Module]]:
+    """(course layer, transformers layer) pairs holding the same weight and bias, in model order."""
+    vit = getattr(hf_model, "vit", hf_model)  # ViTForImageClassification wraps a ViTModel
+    pairs = []
+    for block, layer in zip(model.blocks, vit.layers, strict=True):
+        pairs += [(block.norm1, layer.layernorm_before), (block.attn.q_proj, layer.attention.q_proj),
+                  (block.attn.k_proj, layer.attention.k_proj), (block.attn.v_proj, layer.attention.v_proj),
+                  (block.attn.out_proj, layer.attention.o_proj), (block.norm2, layer.layernorm_after),
+                  (block.mlp[0], layer.mlp.fc1), (block.mlp[2], layer.mlp.fc2)]
+    pairs.append((model.norm, vit.layernorm))
+    if hasattr(hf_model, "classifier"):
+        pairs.append((model.head, hf_model.classifier))
+    return pairs
 
 
 @torch.no_grad()
-def copy_to_hf(model: ViT, hf_model) -> None:
-    """Copy the course ViT's weights into a ``ViTModel`` or ``ViTForImageClassification`` of the same shape.
+def _copy_weights(model: ViT, hf_model, to_hf: bool) -> None:
+    """Copy every weight between the course ViT and a transformers ViT of the same shape, either way.
 
     The patch embedding is the one place the layouts differ: transformers uses a Conv2d whose
     weight is (D, C, P, P); the course's Linear weight is (D, P*P*C) in (p1 p2 c) order.
-    ``ViTModel``'s pooler is not part of ViT's equations and is left as it is.
     """
     c = model.config
-    vit = getattr(hf_model, "vit", hf_model)  # ViTForImageClassification wraps a ViTModel
-    emb = vit.embeddings
-    conv_weight = rearrange(model.embedding.proj.weight, "d (p1 p2 c) -> d c p1 p2", p1=c.patch_size, p2=c.patch_size)
-    emb.patch_embeddings.projection.weight.copy_(conv_weight)  # (D, C, P, P)
-    emb.patch_embeddings.projection.bias.copy_(model.embedding.proj.bias)
-    emb.cls_token.copy_(model.embedding.cls_token)  # (1, 1, D)
-    emb.position_embeddings.copy_(model.embedding.pos_embedding)  # (1, N+1, D)
-    for block, layer in zip(model.blocks, vit.layers, strict=True):
-        _linear(layer.layernorm_before, block.norm1)
-        _linear(layer.attention.q_proj, block.attn.q_proj)
-        _linear(layer.attention.k_proj, block.attn.k_proj)
-        _linear(layer.attention.v_proj, block.attn.v_proj)
-        _linear(layer.attention.o_proj, block.attn.out_proj)
-        _linear(layer.layernorm_after, block.norm2)
-        _linear(layer.mlp.fc1, block.mlp[0])
-        _linear(layer.mlp.fc2, block.mlp[2])
-    _linear(vit.layernorm, model.norm)
-    if hasattr(hf_model, "classifier"):
-        _linear(hf_model.classifier, model.head)
+    emb = getattr(hf_model, "vit", hf_model).embeddings
+    course = model.embedding
+    conv = emb.patch_embeddings.projection
+    pairs = [(course.cls_token, emb.cls_token), (course.pos_embedding, emb.position_embeddings),  # (1, 1, D), (1, N+1, D)
+             (course.proj.bias, conv.bias)]
+    for mine, theirs in _paired_layers(model, hf_model):
+        pairs += [(mine.weight, theirs.weight), (mine.bias, theirs.bias)]
+    if to_hf:
+        conv.weight.copy_(rearrange(course.proj.weight, "d (p1 p2 c) -> d c p1 p2", p1=c.patch_size, p2=c.patch_size))
+        for mine, theirs in pairs:
+            theirs.copy_(mine)
+    else:
+        course.proj.weight.copy_(rearrange(conv.weight, "d c p1 p2 -> d (p1 p2 c)"))  # (D, C, P, P) -> (D, P*P*C)
+        for mine, theirs in pairs:
+            mine.copy_(theirs)
+
+
+def copy_to_hf(model: ViT, hf_model) -> None:
+    """Copy the course ViT's weights into a ``ViTModel`` or ``ViTForImageClassification`` of the same shape.
+
+    ``ViTModel``'s pooler is not part of ViT's equations and is left as it is.
+    """
+    _copy_weights(model, hf_model, to_hf=True)
+
+
+def from_hf(hf_model) -> ViT:
+    """The course ViT computing the same function as a ``transformers`` ``ViTForImageClassification``
+    (e.g. google/vit-base-patch16-224's own weights), in eval mode.
+
+    transformers' LayerNorms use eps = 1e-12 by default and the course's 1e-5: the course model
+    takes the library's value, so the two agree to float32 precision.
+    """
+    hc = hf_model.config
+    config = ViTConfig(image_size=hc.image_size, patch_size=hc.patch_size, in_channels=hc.num_channels,
+                       dim=hc.hidden_size, depth=hc.num_hidden_layers, num_heads=hc.num_attention_heads,
+                       mlp_dim=hc.intermediate_size, num_classes=hc.num_labels)
+    model = ViT(config)
+    for module in model.modules():
+        if isinstance(module, nn.LayerNorm):
+            module.eps = hc.layer_norm_eps
+    _copy_weights(model, hf_model, to_hf=False)
+    return model.eval()
 
 
 def to_hf(model: ViT, id2label: dict[int, str] | None = None):

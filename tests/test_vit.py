@@ -238,3 +238,25 @@ def test_the_lectures_model_becomes_the_standin(monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match="out of disk"):  # a failed rebuild keeps the good copy
         hub.build_standin(standins.VIT_NAME, rebuild=True, build=broken)
     assert hub.standin_built(standins.VIT_NAME)
+
+
+def test_from_hf_loads_a_transformers_vit_into_the_course_vit():
+    from transformers import ViTForImageClassification
+
+    from course_utils.vit import from_hf
+
+    torch.manual_seed(0)
+    config = hf_config(SMALL)
+    config.layer_norm_eps = 1e-12  # the library's default, as in google/vit-base-patch16-224
+    hf = ViTForImageClassification(config).eval()
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.normal_(0.0, 0.2)  # every weight random: no copy hides behind an initial value
+    model = from_hf(hf)
+    assert model.config == SMALL and all(m.eps == 1e-12 for m in model.modules() if isinstance(m, nn.LayerNorm))
+    x = torch.randn(3, 3, 8, 8)
+    torch.testing.assert_close(model(x), hf(x).logits, rtol=1e-4, atol=1e-5)
+    back = ViTForImageClassification(config).eval()
+    copy_to_hf(model, back)  # and the way back gives the same weights
+    for (name, a), b in zip(hf.state_dict().items(), back.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
