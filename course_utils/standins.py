@@ -13,6 +13,22 @@ from course_utils.hub import register_standin  # noqa: F401  (used by the regist
 # register_standin("google/vit-base-patch16-224", build=_build_vit, about="...", version="1")
 
 
+
+def _notes(name: str, recipe: str, size: int, training, history, **described) -> dict:
+    """What a stand-in's training.json records: what it stands in for, how it was trained, how well it did."""
+    from dataclasses import asdict
+
+    import torch
+
+    return {
+        "what": f"stand-in for {name}, built by course_utils.standins", "recipe": recipe,
+        "data": f"scikit-learn digits, {size} x {size}, grey repeated over RGB, normalised to [-1, 1]; "
+                "1,438 train / 359 test",
+        **described, "training": asdict(training), "torch": torch.__version__,
+        "test_accuracy": round(history.test_accuracy[-1], 4), "seconds": round(history.seconds, 1),
+    }
+
+
 # ---------------------------------------------------------------- chapter 03: google/vit-base-patch16-224
 
 VIT_NAME = "google/vit-base-patch16-224"
@@ -25,20 +41,14 @@ def _build_vit(folder, model=None, history=None, training=None):
     unless the lecture hands over the ``model`` it trained, with its ``history`` and ``training`` config."""
     from dataclasses import asdict
 
-    import torch
-
     from course_utils.vit import DIGITS_LABELS, DIGITS_TRAINING, export_pretrained, train_digits_vit
 
     if model is None:
         training = VIT_TRAINING or DIGITS_TRAINING
         model, history = train_digits_vit(training=training, progress=True)
-    export_pretrained(model, folder, DIGITS_LABELS, notes={
-        "what": f"stand-in for {VIT_NAME}, built by course_utils.standins",
-        "recipe": "course_utils.vit.train_digits_vit (chapter 03's lecture run)",
-        "data": "scikit-learn digits, 16 x 16, grey repeated over RGB, normalised to [-1, 1]; 1,438 train / 359 test",
-        "model": asdict(model.config), "training": asdict(training or DIGITS_TRAINING), "torch": torch.__version__,
-        "test_accuracy": round(history.test_accuracy[-1], 4), "seconds": round(history.seconds, 1),
-    })
+    export_pretrained(model, folder, DIGITS_LABELS, notes=_notes(
+        VIT_NAME, "course_utils.vit.train_digits_vit (chapter 03's lecture run)", model.config.image_size,
+        training or DIGITS_TRAINING, history, model=asdict(model.config)))
 
 
 def save_vit_standin(model, history, training=None):
@@ -67,24 +77,16 @@ def _build_classifier(folder, name, model=None, history=None, training=None):
     ``history`` and ``training`` config."""
     from dataclasses import asdict
 
-    import torch
-
     from course_utils.classifiers import FAMILIES, export_classifier, train_family
 
     family = FAMILIES[CLASSIFIER_STANDINS[name]]
     if model is None:
         training = CLASSIFIER_TRAINING or family.training
         model, history = train_family(family, training, progress=True)
-    px = family.image_size
-    export_classifier(model, family, folder, notes={
-        "what": f"stand-in for {name}, built by course_utils.standins",
-        "recipe": f"course_utils.classifiers.train_family(FAMILIES[{family.model_type!r}])",
-        "data": f"scikit-learn digits, {px} x {px}, grey repeated over RGB, normalised to [-1, 1]; "
-                "1,438 train / 359 test",
-        "family": {k: v for k, v in asdict(family).items() if k != "training"}, "parameters": model.num_parameters(),
-        "training": asdict(training or family.training), "torch": torch.__version__,
-        "test_accuracy": round(history.test_accuracy[-1], 4), "seconds": round(history.seconds, 1),
-    })
+    export_classifier(model, family, folder, notes=_notes(
+        name, f"course_utils.classifiers.train_family(FAMILIES[{family.model_type!r}])", family.image_size,
+        training or family.training, history,
+        family={k: v for k, v in asdict(family).items() if k != "training"}, parameters=model.num_parameters()))
 
 
 def save_classifier_standin(name, model, history, training=None):
