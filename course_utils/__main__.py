@@ -5,6 +5,7 @@
                          download the real checkpoints, or build the stand-ins offline (instructors)
     check NOTEBOOK       check an exercise notebook against its solution
     generate [--check]   write exercises/ from solutions/ (course authors)
+    recipe miniclip      re-run the mini-CLIP recipe, writing course_utils/weights/miniclip/ (course authors)
 """
 from __future__ import annotations
 
@@ -27,8 +28,10 @@ def main(argv: list[str] | None = None) -> int:
         from course_utils.checker import check_main as run
     elif command == "generate":
         from course_utils.exercises import generate_main as run
+    elif command == "recipe":
+        from course_utils.recipes import main as run
     else:
-        print(f"unknown command {command!r}; expected one of: doctor, prepare, check, generate", file=sys.stderr)
+        print(f"unknown command {command!r}; expected one of: doctor, prepare, check, generate, recipe", file=sys.stderr)
         return 2
     return run(rest)
 

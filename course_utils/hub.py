@@ -81,6 +81,7 @@ class _StandIn:
     build: Callable[[Path], None]  # writes the stand-in's files into the folder it is given
     about: str                     # what the stand-in is, for the banner
     version: str                   # bump to rebuild cached copies when the recipe changes
+    entry: str = ""                # the file inside the folder that the loading call takes ("" = the folder)
 
 
 _STANDINS: dict[str, _StandIn] = {}
@@ -241,14 +242,16 @@ def _short(error: BaseException) -> str:
 
 # ---------------------------------------------------------------- stand-ins
 
-def register_standin(name: str, build: Callable[[Path], None], about: str, version: str = "1") -> None:
+def register_standin(name: str, build: Callable[[Path], None], about: str, version: str = "1",
+                     entry: str = "") -> None:
     """Register how to build the stand-in for the real checkpoint ``name``.
 
     ``build(folder)`` writes files that the library's own loading call accepts
     (``save_pretrained`` output, a TorchScript archive for ``clip.load``...). It is called once;
-    the folder is then reused until ``version`` changes.
+    the folder is then reused until ``version`` changes. ``entry`` names the file inside the folder
+    that the loading call takes (``clip.load`` wants a file, ``from_pretrained`` the folder).
     """
-    _STANDINS[name] = _StandIn(build=build, about=about, version=version)
+    _STANDINS[name] = _StandIn(build=build, about=about, version=version, entry=entry)
 
 
 def standin_dir(name: str) -> Path:
@@ -404,7 +407,9 @@ def _standin(name: str, reason: str) -> Resolved:
             f"{name} is not in the local cache and {reason.removeprefix('offline: ')}; "
             f"the course has no stand-in for it yet (chapter {chapter} adds one). "
             "Run it where the hub can be reached to download the real weights.")
-    return Resolved(name, str(build_standin(name)), False, reason)
+    folder = build_standin(name)
+    entry = _STANDINS[name].entry
+    return Resolved(name, str(folder / entry if entry else folder), False, reason)
 
 
 # The course's own stand-ins register themselves on import (kept last: they need register_standin).

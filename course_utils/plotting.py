@@ -170,3 +170,36 @@ def similarity_grid(similarity, grid_h, grid_w, size=3.5, cmap="viridis", vmin=-
     if title:
         fig.suptitle(title, fontsize=10)
     return axes
+
+
+def pair_matrix(similarity, images, captions, ax=None, title=None, cmap="viridis", size=0.75):
+    """Draw CLIP's N x N image-text matrix: row ``i`` is image ``i`` (drawn at the left), column ``j``
+    caption ``j`` (written along the top); matching pairs lie on the diagonal (Radford et al., figure 1).
+
+    ``similarity``: (N, N), e.g. cosine similarities or logits; ``images``: N images (C, H, W) in
+    [0, 1]; ``captions``: N strings. ``size``: inches per cell. Returns the axes of the matrix.
+    """
+    S = _numpy(similarity)
+    n = len(captions)
+    if S.shape != (n, n) or len(images) != n:
+        raise ValueError(f"expected an (N, N) matrix with N images and N captions; got a matrix of shape "
+                         f"{tuple(S.shape)}, {len(images)} images and {n} captions")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.4 + n * size, 1.8 + n * size))
+    ax.imshow(S, cmap=cmap)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{S[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="black" if S[i, j] > (S.max() + S.min()) / 2 else "white")
+        ax.imshow(_hwc(images[i]), extent=(-1.45, -0.55, i + 0.45, i - 0.45), interpolation="nearest")
+    ax.set_xlim(-1.5, n - 0.5)
+    ax.set_ylim(n - 0.5, -0.5)
+    ax.set_xticks(range(n))
+    ax.set_xticklabels(captions, rotation=40, ha="left", fontsize=8)
+    ax.xaxis.tick_top()
+    ax.set_yticks([])
+    for side in ("left", "right", "bottom", "top"):
+        ax.spines[side].set_visible(False)
+    if title:
+        ax.set_title(title, fontsize=10, pad=12, loc="left", y=-0.08)
+    return ax

@@ -111,3 +111,48 @@ _register_classifier("facebook/deit-base-patch16-224", "deit",
                      about="a 4-layer DeiT trained by the course on digits (16 px, 10 classes)")
 _register_classifier("facebook/convnext-tiny-224", "convnext",
                      about="a 2-stage ConvNeXt trained by the course on digits (32 px, 10 classes)")
+
+
+# ---------------------------------------------------------------- chapter 05: openai CLIP ViT-B/32, both libraries
+
+def _clip_notes(name: str) -> dict:
+    from course_utils.recipes import miniclip_record
+
+    record = miniclip_record()
+    return {"what": f"stand-in for {name}, built by course_utils.standins from the committed recipe mini-CLIP",
+            **{k: record[k] for k in ("script", "config", "training", "seconds", "machine", "parameters", "quality")}}
+
+
+def _build_clip_archive(folder):
+    """The recipe mini-CLIP as a TorchScript archive, ``model.pt``, which ``clip.load(path)`` accepts."""
+    import json
+
+    from course_utils.clipformats import save_for_clip
+    from course_utils.recipes import load_miniclip
+
+    save_for_clip(load_miniclip(), folder / "model.pt")
+    (folder / "training.json").write_text(json.dumps(_clip_notes("ViT-B/32"), indent=1) + "\n")
+
+
+def _build_clip_hf(folder):
+    """The recipe mini-CLIP as transformers' ``CLIPModel`` with a ``CLIPProcessor`` (openai's vocabulary)."""
+    from course_utils.clipformats import save_for_transformers
+    from course_utils.recipes import load_miniclip
+
+    save_for_transformers(load_miniclip(), folder, notes=_clip_notes("openai/clip-vit-base-patch32"))
+
+
+def _recipe_version() -> str:
+    """The stand-ins follow the committed weights: a new recipe run gives a new version, so cached copies are rebuilt."""
+    from pathlib import Path
+
+    from course_utils.hub import _sha256
+
+    weights = Path(__file__).parent / "weights" / "miniclip" / "model.safetensors"  # recipes.MINICLIP_DIR
+    return "1-" + (_sha256(weights)[:12] if weights.is_file() else "missing")
+
+
+_MINICLIP_ABOUT = "the course's recipe mini-CLIP trained on captioned shapes (32 px, 2-layer ViT and text transformer)"
+register_standin("ViT-B/32", build=_build_clip_archive, about=_MINICLIP_ABOUT, version=_recipe_version(), entry="model.pt")
+register_standin("openai/clip-vit-base-patch32", build=_build_clip_hf, about=_MINICLIP_ABOUT,
+                 version=_recipe_version())
