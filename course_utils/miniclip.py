@@ -230,7 +230,9 @@ def train_clip(model: nn.Module, config: ClipTrainConfig = ClipTrainConfig(), pr
         1 + math.cos(math.pi * min(1.0, max(0, s - warm) / max(1, config.steps - warm)))))
     seen, heldout = eval_sets(config.eval_size, size)
     history = ClipHistory()
-    bar = tqdm(range(config.steps), desc=desc, disable=not progress)
+    # mininterval: a notebook bar redrawn every step floods the kernel's iopub channel (nbval then
+    # timed out waiting for the cell's output on a loaded CI machine); once a second is plenty.
+    bar = tqdm(range(config.steps), desc=desc, disable=not progress, mininterval=1.0)
     model.train()
     for step in bar:
         start = time.perf_counter()
