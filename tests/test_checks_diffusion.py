@@ -1,0 +1,218 @@
+"""The chapter 06 checks, both ways: every correct style passes with the very same printout, and
+every classic mistake fails with a message that names it."""
+import pytest
+import torch
+
+from course_utils.checks import diffusion as C
+from course_utils.checks.diffusion import check_classifier_free_guidance, check_ddpm_step, check_q_sample
+from course_utils.diffusion import alphas_cumprod, classifier_free_guidance, ddpm_step, q_sample
+from check_helpers import fails, run
+
+
+# ----------------------------------------------------------------------------- q_sample, right
+
+def q_gather(x0, t, noise, alphas_cumprod):
+    """gather and [:, None, None, None]."""
+    a = alphas_cumprod.gather(0, t)[:, None, None, None]
+    return torch.sqrt(a) * x0 + torch.sqrt(1 - a) * noise
+
+
+def q_reshape(x0, t, noise, alphas_cumprod):
+    """Index, then reshape to as many singleton dimensions as x0 has."""
+    a = alphas_cumprod[t].reshape(-1, *([1] * (x0.dim() - 1)))
+    return a ** 0.5 * x0 + (1 - a) ** 0.5 * noise
+
+
+def q_loop(x0, t, noise, alphas_cumprod):
+    """One sample at a time."""
+    return torch.stack([alphas_cumprod[s].sqrt() * x + (1 - alphas_cumprod[s]).sqrt() * n
+                        for x, s, n in zip(x0, t, noise)])
+
+
+def test_every_correct_q_sample_prints_the_same():
+    outputs = {run(check_q_sample, fn) for fn in (q_sample, q_gather, q_reshape, q_loop)}
+    assert len(outputs) == 1, outputs
+    assert outputs.pop().count("✓") == 3
+
+
+# ----------------------------------------------------------------------------- q_sample, wrong
+
+def _a(abar, t):
+    return abar[t].view(-1, 1, 1, 1)
+
+
+WRONG_Q = {
+    "not broadcast": (lambda x0, t, n, ab: ab[t].sqrt() * x0 + (1 - ab[t]).sqrt() * n, C.Q_BROADCAST),
+    "broadcast over the last dimension only": (lambda x0, t, n, ab: ab[t][:, None].sqrt() * x0
+                                               + (1 - ab[t][:, None]).sqrt() * n, C.Q_BROADCAST),
+    "one abar for all": (lambda x0, t, n, ab: ab[t[0]].sqrt() * x0 + (1 - ab[t[0]]).sqrt() * n, C.Q_NOT_PER_SAMPLE),
+    "mean abar": (lambda x0, t, n, ab: ab[t].mean().sqrt() * x0 + (1 - ab[t].mean()).sqrt() * n, C.Q_NOT_PER_SAMPLE),
+    "no square roots": (lambda x0, t, n, ab: _a(ab, t) * x0 + (1 - _a(ab, t)) * n, C.Q_NO_SQRT),
+    "noise without sqrt": (lambda x0, t, n, ab: _a(ab, t).sqrt() * x0 + (1 - _a(ab, t)) * n, C.Q_NOISE_NO_SQRT),
+    "signal without sqrt": (lambda x0, t, n, ab: _a(ab, t) * x0 + (1 - _a(ab, t)).sqrt() * n, C.Q_SIGNAL_NO_SQRT),
+    "1 - sqrt": (lambda x0, t, n, ab: _a(ab, t).sqrt() * x0 + (1 - _a(ab, t).sqrt()) * n, C.Q_ONE_MINUS_SQRT),
+    "swapped": (lambda x0, t, n, ab: (1 - _a(ab, t)).sqrt() * x0 + _a(ab, t).sqrt() * n, C.Q_SWAPPED),
+    "t - 1": (lambda x0, t, n, ab: q_sample(x0, t - 1, n, ab), C.Q_OFF_BY_ONE),
+    "t + 1": (lambda x0, t, n, ab: q_sample(x0, (t + 1).clamp(max=len(ab) - 1), n, ab), C.Q_OFF_BY_ONE),
+    "x0 unscaled": (lambda x0, t, n, ab: x0 + (1 - _a(ab, t)).sqrt() * n, C.Q_NO_SIGNAL_SCALE),
+    "cumprod again": (lambda x0, t, n, ab: q_sample(x0, t, n, torch.cumprod(1 - ab, 0)), C.Q_ALPHAS),
+    "hard-coded batch": (lambda x0, t, n, ab: ab[t].view(4, 1, 1, 1).sqrt() * x0 + (1 - ab[t].view(4, 1, 1, 1)).sqrt() * n,
+                         "raised RuntimeError for x0 of shape (3, 1, 8, 8)"),
+    "returns a tuple": (lambda x0, t, n, ab: (q_sample(x0, t, n, ab), n), "expected a tensor, got tuple"),
+    "not implemented": (lambda x0, t, n, ab: (_ for _ in ()).throw(NotImplementedError()), "not implemented yet"),
+}
+
+
+@pytest.mark.parametrize("name", list(WRONG_Q))
+def test_q_sample_mistakes_are_named(name):
+    fn, message = WRONG_Q[name]
+    fails(check_q_sample, fn, message)
+
+
+def test_q_sample_in_place_is_named():
+    def in_place(x0, t, noise, alphas_cumprod):
+        a = alphas_cumprod[t].view(-1, 1, 1, 1)
+        return x0.mul_(a.sqrt()).add_((1 - a).sqrt() * noise)
+
+    fails(check_q_sample, in_place, "changed its input x0 in place")
+
+
+def test_passing_a_call_instead_of_the_function_is_named():
+    fails(check_q_sample, torch.zeros(1), "expected the function q_sample")
+
+
+# ----------------------------------------------------------------------------- ddpm_step, right
+
+def step_where(x_t, t, eps, betas, noise):
+    """torch.where for t = 0, abar by a product over a slice."""
+    beta = betas[t]
+    abar = torch.prod(1 - betas[: t + 1])
+    mean = 1 / torch.sqrt(1 - beta) * (x_t - beta / torch.sqrt(1 - abar) * eps)
+    return torch.where(torch.tensor(t > 0), mean + beta.sqrt() * noise, mean)
+
+
+def step_floats(x_t, t, eps, betas, noise):
+    """Python floats, noise switched off by a factor."""
+    beta = float(betas[t])
+    abar = float(alphas_cumprod(betas)[t])
+    sigma = beta ** 0.5 if t > 0 else 0.0
+    return (x_t - beta / (1 - abar) ** 0.5 * eps) / (1 - beta) ** 0.5 + sigma * noise
+
+
+def step_x0(x_t, t, eps, betas, noise):
+    """Through the predicted x_0 and the posterior mean (DDPM eq. 7): the same mean, written differently."""
+    alphas = 1 - betas
+    abar = torch.cumprod(alphas, 0)
+    abar_prev = abar[t - 1] if t > 0 else torch.tensor(1.0)
+    x0 = (x_t - (1 - abar[t]).sqrt() * eps) / abar[t].sqrt()
+    mean = (abar_prev.sqrt() * betas[t] / (1 - abar[t]) * x0
+            + alphas[t].sqrt() * (1 - abar_prev) / (1 - abar[t]) * x_t)
+    if t == 0:
+        return mean
+    return mean + betas[t].sqrt() * noise
+
+
+def test_every_correct_ddpm_step_prints_the_same():
+    outputs = {run(check_ddpm_step, fn) for fn in (ddpm_step, step_where, step_floats, step_x0)}
+    assert len(outputs) == 1, outputs
+    assert outputs.pop().count("✓") == 4
+
+
+# ----------------------------------------------------------------------------- ddpm_step, wrong
+
+def _mean(x_t, t, eps, betas, factor=None, denominator=None):
+    beta = betas[t]
+    abar = alphas_cumprod(betas)[t]
+    factor = (1 - beta).sqrt() if factor is None else factor
+    denominator = (1 - abar).sqrt() if denominator is None else denominator
+    return (x_t - beta / denominator * eps) / factor
+
+
+def _posterior_sigma(betas, t):
+    abar = alphas_cumprod(betas)
+    return ((1 - abar[t - 1]) / (1 - abar[t]) * betas[t]).sqrt() if t > 0 else torch.tensor(0.0)
+
+
+WRONG_STEP = {
+    "noise at t = 0": (lambda x, t, e, b, z: _mean(x, t, e, b) + b[t].sqrt() * z, C.STEP_NOISE_AT_ZERO),
+    "no noise": (lambda x, t, e, b, z: _mean(x, t, e, b), C.STEP_NO_NOISE),
+    "sigma = beta": (lambda x, t, e, b, z: _mean(x, t, e, b) + (b[t] if t > 0 else 0) * z, C.STEP_SIGMA_BETA),
+    "posterior sigma": (lambda x, t, e, b, z: _mean(x, t, e, b) + _posterior_sigma(b, t) * z, C.STEP_SIGMA_TILDE),
+    "abar in the factor": (lambda x, t, e, b, z: _mean(x, t, e, b, factor=alphas_cumprod(b)[t].sqrt())
+                           + (b[t].sqrt() * z if t else 0), C.STEP_ABAR_FACTOR),
+    "no sqrt on alpha": (lambda x, t, e, b, z: _mean(x, t, e, b, factor=1 - b[t]) + (b[t].sqrt() * z if t else 0),
+                         C.STEP_NO_SQRT_ALPHA),
+    "no sqrt on 1 - abar": (lambda x, t, e, b, z: _mean(x, t, e, b, denominator=1 - alphas_cumprod(b)[t])
+                            + (b[t].sqrt() * z if t else 0), C.STEP_NO_SQRT_ONE_MINUS_ABAR),
+    "alpha in the eps term": (lambda x, t, e, b, z: _mean(x, t, e, b, denominator=b[t].sqrt())
+                              + (b[t].sqrt() * z if t else 0), C.STEP_ALPHA_IN_EPS),
+    "plus eps": (lambda x, t, e, b, z: ddpm_step(x, t, -e, b, z), C.STEP_SIGN),
+    "minus noise": (lambda x, t, e, b, z: ddpm_step(x, t, e, b, -z), C.STEP_SIGN),
+    "t - 1": (lambda x, t, e, b, z: ddpm_step(x, t - 1, e, b, z) if t > 0 else ddpm_step(x, t, e, b, z),
+              C.STEP_OFF_BY_ONE),
+    "cumprod of betas": (lambda x, t, e, b, z: _mean(x, t, e, b, denominator=(1 - torch.cumprod(b, 0)[t]).sqrt())
+                         + (b[t].sqrt() * z if t else 0), C.STEP_ABAR_OF_BETAS),
+    "1 - sum of betas": (lambda x, t, e, b, z: _mean(x, t, e, b, denominator=b[: t + 1].sum().sqrt())
+                         + (b[t].sqrt() * z if t else 0), C.STEP_ABAR_SUM),
+    "shape": (lambda x, t, e, b, z: ddpm_step(x, t, e, b, z)[0], "expected a result of shape (3, 2, 4, 4)"),
+    "not implemented": (lambda x, t, e, b, z: (_ for _ in ()).throw(NotImplementedError()), "not implemented yet"),
+}
+
+
+@pytest.mark.parametrize("name", list(WRONG_STEP))
+def test_ddpm_step_mistakes_are_named(name):
+    fn, message = WRONG_STEP[name]
+    fails(check_ddpm_step, fn, message)
+
+
+def test_ddpm_step_in_place_is_named():
+    def in_place(x_t, t, eps, betas, noise):
+        out = ddpm_step(x_t, t, eps, betas, noise)
+        noise.mul_(0)
+        return out
+
+    fails(check_ddpm_step, in_place, "changed its input noise in place")
+
+
+# ----------------------------------------------------------------------------- classifier_free_guidance
+
+def cfg_mix(eps_uncond, eps_cond, guidance_scale):
+    """A weighted mix: w eps_cond + (1 - w) eps_uncond."""
+    return guidance_scale * eps_cond + (1 - guidance_scale) * eps_uncond
+
+
+def cfg_lerp(eps_uncond, eps_cond, guidance_scale):
+    """torch.lerp extrapolates for w > 1."""
+    return torch.lerp(eps_uncond, eps_cond, guidance_scale)
+
+
+def cfg_chunk(eps_uncond, eps_cond, guidance_scale):
+    """As a pipeline does it, from one stacked batch."""
+    u, c = torch.cat([eps_uncond, eps_cond]).chunk(2)
+    return u + guidance_scale * (c - u)
+
+
+def test_every_correct_guidance_prints_the_same():
+    outputs = {run(check_classifier_free_guidance, fn)
+               for fn in (classifier_free_guidance, cfg_mix, cfg_lerp, cfg_chunk)}
+    assert len(outputs) == 1, outputs
+    assert outputs.pop().count("✓") == 3
+
+
+WRONG_CFG = {
+    "swapped": (lambda u, c, w: c + w * (u - c), C.CFG_SWAPPED),
+    "1 + w": (lambda u, c, w: (1 + w) * c - w * u, C.CFG_ONE_PLUS_W),
+    "from eps_cond": (lambda u, c, w: c + w * (c - u), C.CFG_ONE_PLUS_W),
+    "scale on eps_uncond": (lambda u, c, w: w * u + (c - u), C.CFG_SCALE_ON_UNCOND),
+    "no base": (lambda u, c, w: w * (c - u), C.CFG_NO_BASE),
+    "sign": (lambda u, c, w: u - w * (c - u), C.CFG_SIGN),
+    "conditional only": (lambda u, c, w: c * 1.0, C.CFG_WRONG),
+    "in place": (lambda u, c, w: u.add_(w * (c - u)), "changed its input eps_uncond in place"),
+    "not implemented": (lambda u, c, w: (_ for _ in ()).throw(NotImplementedError()), "not implemented yet"),
+}
+
+
+@pytest.mark.parametrize("name", list(WRONG_CFG))
+def test_guidance_mistakes_are_named(name):
+    fn, message = WRONG_CFG[name]
+    fails(check_classifier_free_guidance, fn, message)
