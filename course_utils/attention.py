@@ -82,23 +82,26 @@ class MultiHeadAttention(nn.Module):
     The four projections are ``nn.Linear(D, D)`` with bias: ``q_proj`` (W^Q), ``k_proj`` (W^K),
     ``v_proj`` (W^V) hold the H heads' matrices W_i side by side, and ``out_proj`` is W^O.
     Self-attention by default; cross-attention when ``context`` is given (queries from x, keys
-    and values from the context, as in Stable Diffusion's UNet attending to the text).
+    and values from the context, as in Stable Diffusion's UNet attending to the text). The context
+    may be narrower or wider than x: ``context_dim`` (default ``dim``) is its width, and W^K, W^V
+    map it to D.
     """
 
-    def __init__(self, dim: int, num_heads: int):
+    def __init__(self, dim: int, num_heads: int, context_dim: int | None = None):
         super().__init__()
         if dim % num_heads != 0:
             raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads}): "
                              f"each of the {num_heads} heads gets dim / num_heads features")
         self.dim, self.num_heads = dim, num_heads
+        self.context_dim = context_dim or dim
         self.q_proj = nn.Linear(dim, dim)  # W^Q
-        self.k_proj = nn.Linear(dim, dim)  # W^K
-        self.v_proj = nn.Linear(dim, dim)  # W^V
+        self.k_proj = nn.Linear(self.context_dim, dim)  # W^K
+        self.v_proj = nn.Linear(self.context_dim, dim)  # W^V
         self.out_proj = nn.Linear(dim, dim)  # W^O
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None, return_weights: bool = False):
-        """x (B, N, D), context (B, M, D) or None (then M = N) -> (B, N, D).
+        """x (B, N, D), context (B, M, context_dim) or None (then M = N) -> (B, N, D).
 
         ``mask``: boolean, broadcastable to (B, H, N, M), True where a query may attend
         (``causal_mask(N)``, ``padding_mask(lengths, M)``). With ``return_weights=True`` returns
@@ -115,4 +118,5 @@ class MultiHeadAttention(nn.Module):
         return (output, weights) if return_weights else output
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, num_heads={self.num_heads}"
+        extra = f", context_dim={self.context_dim}" if self.context_dim != self.dim else ""
+        return f"dim={self.dim}, num_heads={self.num_heads}{extra}"
