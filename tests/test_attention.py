@@ -94,3 +94,20 @@ def test_mha_gradients_reach_every_projection():
 def test_mha_rejects_indivisible_width():
     with pytest.raises(ValueError, match=r"dim \(10\) must be divisible by num_heads \(3\)"):
         MultiHeadAttention(10, 3)
+
+
+def test_mha_cross_attention_to_a_context_of_another_width():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(dim=12, num_heads=3, context_dim=20)
+    assert tuple(mha.k_proj.weight.shape) == (12, 20) and tuple(mha.v_proj.weight.shape) == (12, 20)
+    assert "context_dim=20" in repr(mha)
+    x, context = torch.randn(2, 5, 12), torch.randn(2, 7, 20)
+    out, weights = mha(x, context=context, return_weights=True)
+    q = mha.q_proj(x).view(2, 5, 3, 4).transpose(1, 2)  # (B, H, N, d_k)
+    k = mha.k_proj(context).view(2, 7, 3, 4).transpose(1, 2)  # (B, H, M, d_k)
+    v = mha.v_proj(context).view(2, 7, 3, 4).transpose(1, 2)
+    want = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(2, 5, 12)
+    assert_close(out, mha.out_proj(want))
+    assert weights.shape == (2, 3, 5, 7)
+    with pytest.raises(RuntimeError):
+        mha(x)  # self-attention needs a context as wide as x
