@@ -5,7 +5,7 @@
                          download the real checkpoints, or build the stand-ins offline (instructors)
     check NOTEBOOK       check an exercise notebook against its solution
     generate [--check]   write exercises/ from solutions/ (course authors)
-    recipe miniclip      re-run the mini-CLIP recipe, writing course_utils/weights/miniclip/ (course authors)
+    recipe NAME          re-run a recipe (miniclip, judge, sd), writing course_utils/weights/NAME/ (course authors)
 """
 from __future__ import annotations
 

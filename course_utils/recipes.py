@@ -5,7 +5,12 @@ colour-shape pairs). A recipe trains with the course's own code, then writes, be
 everything needed to trust and repeat it: the configuration, the seed, the time, the machine and
 the quality it measured. Lectures and stand-ins load the committed weights; anyone can re-run::
 
-    python -m course_utils recipe miniclip            # writes course_utils/weights/miniclip/
+    python -m course_utils recipe miniclip            # writes course_utils/weights/miniclip/  (about 16 min)
+    python -m course_utils recipe judge               # writes course_utils/weights/judge/     (a few minutes)
+    python -m course_utils recipe sd                  # writes course_utils/weights/sd/        (about 80 min)
+
+The Stable Diffusion recipe needs the other two: its text encoder is the mini-CLIP's and its
+quality is measured by the judge. ``OMP_NUM_THREADS`` sets the threads it uses.
 
 The weights are stored in half precision (safetensors): a few MB, and ``clip.load`` rounds a
 model to half precision anyway.
@@ -16,6 +21,7 @@ import json
 import os
 import platform
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -89,13 +95,172 @@ def load_miniclip(folder: Path = MINICLIP_DIR):
     return model.eval()
 
 
+# ---------------------------------------------------------------- the judge and the small Stable Diffusion
+
+def train_judge_recipe(out: Path | None = None) -> dict:
+    """Train the judge (an independent classifier of the shapes' attributes) and write its weights."""
+    from course_utils.judge import JUDGE_DIR, JudgeTrainConfig, save_judge, train_judge
+
+    judge, record = train_judge(JudgeTrainConfig())
+    record |= {"what": "the course's judge: a small CNN reading colour, shape, size and position off real shapes",
+               "script": "python -m course_utils recipe judge (course_utils/recipes.py)", "machine": _machine()}
+    save_judge(judge, record, out or JUDGE_DIR)
+    return record
+
+
+SD_DIR = WEIGHTS / "sd"
+SD_GUIDANCE_SCALES = (1.0, 2.0, 3.0, 5.0, 7.5)
+SD_EVAL_PER_PAIR = 12  # images per colour-shape prompt for the recorded adherence (252 seen, 48 held-out)
+
+
+def _half(module) -> dict:
+    return {k: v.detach().half().contiguous() for k, v in module.state_dict().items()}
+
+
+def measure_sd(parts, judge, per_pair: int = SD_EVAL_PER_PAIR, scales=SD_GUIDANCE_SCALES, steps: int = 25) -> dict:
+    """Prompt adherence ("a {colour} {shape}", DDIM) at each guidance scale, seen and held-out pairs, and
+    diversity: the share of the 10 size x position combinations the judge finds among each prompt's images."""
+    from course_utils.sd import diversity, prompt_adherence
+
+    rows = []
+    for scale in scales:
+        row = {"guidance_scale": scale}
+        for pairs in ("seen", "heldout"):
+            r = prompt_adherence(parts, judge, pairs=pairs, per_pair=per_pair, guidance_scale=scale, steps=steps)
+            row[pairs] = {k: r[k] for k in ("colour", "shape", "both")}
+            if pairs == "seen":
+                row["diversity"] = round(diversity(judge, r["images"], per_pair), 4)
+                row["seconds_per_64_images"] = round(r["seconds"] / r["n"] * 64, 2)
+        rows.append(row)
+    return {"per_scale": rows, "per_pair": per_pair, "ddim_steps": steps, "prompt": "a {colour} {shape}"}
+
+
+def _judge_reconstructions(vae, judge, n: int = 1000) -> dict:
+    """The judge's accuracy per attribute on VAE reconstructions of real shapes (1.0 on the originals)."""
+    from course_utils.sd import decode_latents, encode_images
+    from course_utils.shapes import make_shapes
+
+    data = make_shapes(n, 32, seed=424_242, split="all")
+    v = judge.read(decode_latents(vae, encode_images(vae, data.images, sample=False)))
+    truth = {"colour": data.colour, "shape": data.shape, "size": data.size_id, "position": data.position}
+    return {k: round((v[k] == truth[k]).float().mean().item(), 4) for k in truth}
+
+
+def train_sd(out: Path = SD_DIR) -> dict:
+    """The small Stable Diffusion recipe: the VAE, then the text-conditioned UNet; writes weights and record.
+
+    Checkpoints (EMA UNet, half precision) are written at every evaluation, so a long run that is
+    stopped still leaves usable weights and an honest record of how far it got.
+    """
+    from safetensors.torch import save_file
+
+    from course_utils.judge import load_judge
+    from course_utils.sd import (SD_TRAINING, SD_UNET, SD_VAE, SD_VAE_TRAINING, SDParts, build_unet, build_vae,
+                                 noise_schedulers, text_parts, train_unet, train_vae)
+
+    out.mkdir(parents=True, exist_ok=True)
+    judge = load_judge()
+    tokenizer, encoder = text_parts()
+    _, ddim = noise_schedulers()
+    torch.manual_seed(SD_VAE_TRAINING.seed)
+    vae = build_vae(SD_VAE)
+    vae_record = train_vae(vae, SD_VAE_TRAINING, desc="SD recipe: VAE")
+    save_file(_half(vae), str(out / "vae.safetensors"))
+    vae_record["judge_on_reconstructions"] = _judge_reconstructions(vae, judge)
+    record = {
+        "what": "the course's small Stable Diffusion: mini-CLIP text encoder (frozen, chapter 05's recipe), "
+                "AutoencoderKL and UNet2DConditionModel trained on captioned shapes",
+        "script": "python -m course_utils recipe sd (course_utils/recipes.py)", "machine": _machine(),
+        "vae": {"config": asdict(SD_VAE), "parameters": sum(p.numel() for p in vae.parameters())} | vae_record,
+        "unet": {"config": asdict(SD_UNET), "training": asdict(SD_TRAINING)},
+        "scheduler": dict(ddim.config),
+    }
+    (out / "recipe.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+    print(json.dumps({k: vae_record[k] for k in ("seconds", "reconstruction_mse", "scaling_factor",
+                                                 "judge_on_reconstructions")}), flush=True)
+
+    torch.manual_seed(SD_TRAINING.seed)
+    unet = build_unet(SD_UNET)
+    record["unet"]["parameters"] = sum(p.numel() for p in unet.parameters())
+    parts = SDParts(tokenizer, encoder, vae, unet, ddim)
+
+    def checkpoint(row, ema):
+        save_file(_half(ema), str(out / "unet.safetensors"))
+        record["unet"]["evals"] = record["unet"].get("evals", []) + [row]
+        record["unet"]["steps_done"] = row["step"]
+        (out / "recipe.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+        print(json.dumps(row), flush=True)
+
+    ema, history = train_unet(parts, SD_TRAINING, judge=judge, desc="SD recipe: UNet", on_eval=checkpoint)
+    save_file(_half(ema), str(out / "unet.safetensors"))
+    record["unet"] |= {"seconds": round(history.seconds, 1), "steps_done": SD_TRAINING.steps,
+                       "loss_every_100": [round(x, 4) for x in history.loss[::100]]}
+    (out / "recipe.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+    return measure_sd_recipe(out)
+
+
+def measure_sd_recipe(out: Path = SD_DIR) -> dict:
+    """Measure the committed weights (half precision, loaded back) and write ``quality`` into the record.
+
+    ``python -m course_utils recipe sd --measure`` runs this alone, on weights already there.
+    """
+    from course_utils.judge import load_judge
+
+    record = sd_record(out)
+    start = time.perf_counter()
+    record["quality"] = measure_sd(load_sd(out), load_judge())
+    record["quality"]["seconds"] = round(time.perf_counter() - start, 1)
+    record["quality"]["machine"] = _machine()
+    (Path(out) / "recipe.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+    return record
+
+
+def sd_record(folder: Path = SD_DIR) -> dict:
+    path = Path(folder) / "recipe.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no Stable Diffusion recipe at {folder}: run `python -m course_utils recipe sd`")
+    return json.loads(path.read_text())
+
+
+def load_sd(folder: Path = SD_DIR):
+    """The committed small Stable Diffusion as ``SDParts`` (float32, eval mode, DDIM scheduler)."""
+    from safetensors.torch import load_file
+
+    from course_utils.sd import SDParts, UNetConfig, VAEConfig, build_unet, build_vae, noise_schedulers, text_parts
+
+    folder = Path(folder)
+    record = sd_record(folder)
+    tuples = lambda d: {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    vae = build_vae(VAEConfig(**tuples(record["vae"]["config"])))
+    vae.load_state_dict({k: v.float() for k, v in load_file(str(folder / "vae.safetensors")).items()})
+    vae.register_to_config(scaling_factor=record["vae"]["scaling_factor"])
+    unet = build_unet(UNetConfig(**tuples(record["unet"]["config"])))
+    unet.load_state_dict({k: v.float() for k, v in load_file(str(folder / "unet.safetensors")).items()})
+    tokenizer, encoder = text_parts()
+    _, ddim = noise_schedulers()
+    return SDParts(tokenizer, encoder, vae.eval(), unet.eval(), ddim)
+
+
+RECIPES = {"miniclip": "the mini-CLIP (chapter 05), about 16 min", "judge": "the judge of generated shapes, a few minutes",
+           "sd": "the small Stable Diffusion (chapter 07), about 80 min"}
+
+
 def main(argv: list[str]) -> int:
-    """``python -m course_utils recipe miniclip [--out FOLDER]``."""
-    if not argv or argv[0] != "miniclip":
-        print("usage: python -m course_utils recipe miniclip [--out FOLDER]", file=sys.stderr)
+    """``python -m course_utils recipe {miniclip,judge,sd} [--out FOLDER]``."""
+    if not argv or argv[0] not in RECIPES:
+        lines = "\n".join(f"  {k:9s} {v}" for k, v in RECIPES.items())
+        print(f"usage: python -m course_utils recipe NAME [--out FOLDER]   (sd also takes --measure)\n{lines}",
+              file=sys.stderr)
         return 2
-    out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else MINICLIP_DIR
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    record = train_miniclip(out)
-    print(json.dumps({k: record[k] for k in ("seconds", "parameters", "quality")}, indent=1))
+    out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else None
+    # OMP_NUM_THREADS, when set, wins: two multi-threaded jobs on two cores slow each other down many times over
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or max(1, os.cpu_count() or 1)))
+    if argv[0] == "miniclip":
+        record = train_miniclip(out or MINICLIP_DIR)
+        print(json.dumps({k: record[k] for k in ("seconds", "parameters", "quality")}, indent=1))
+    elif argv[0] == "judge":
+        print(json.dumps(train_judge_recipe(out), indent=1))
+    else:
+        record = measure_sd_recipe(out or SD_DIR) if "--measure" in argv else train_sd(out or SD_DIR)
+        print(json.dumps(record["quality"], indent=1))
     return 0

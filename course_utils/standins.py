@@ -157,3 +157,39 @@ _MINICLIP_VERSION = _recipe_version()  # hashes the 6.8 MB weights once per proc
 register_standin("ViT-B/32", build=_build_clip_archive, about=_MINICLIP_ABOUT, version=_MINICLIP_VERSION, entry="model.pt")
 register_standin("openai/clip-vit-base-patch32", build=_build_clip_hf, about=_MINICLIP_ABOUT,
                  version=_MINICLIP_VERSION)
+
+
+# ---------------------------------------------------------------- chapter 07: Stable Diffusion 1.x
+
+def _sd_version() -> str:
+    from pathlib import Path
+
+    from course_utils.hub import _sha256
+
+    folder = Path(__file__).parent / "weights" / "sd"  # recipes.SD_DIR
+    files = [folder / "unet.safetensors", folder / "vae.safetensors"]
+    if not all(f.is_file() for f in files):
+        return "1-missing"
+    return "1-" + "".join(_sha256(f)[:6] for f in files)
+
+
+def _build_sd(folder):
+    """The recipe's small Stable Diffusion as a ``StableDiffusionPipeline`` folder (``save_pretrained``)."""
+    import json
+
+    from course_utils.recipes import load_sd, sd_record
+    from course_utils.sd import pipeline
+
+    pipeline(load_sd()).save_pretrained(folder, safe_serialization=True)
+    record = sd_record()
+    notes = {"what": "stand-in for Stable Diffusion 1.x, built by course_utils.standins from the committed recipe",
+             **{k: record.get(k) for k in ("script", "machine", "quality")},
+             "vae": {k: record["vae"].get(k) for k in ("config", "parameters", "seconds")},
+             "unet": {k: record["unet"].get(k) for k in ("config", "parameters", "seconds", "steps_done")}}
+    (folder / "training.json").write_text(json.dumps(notes, indent=1, default=str) + "\n")
+
+
+_SD_ABOUT = ("the course's small Stable Diffusion: mini-CLIP text encoder, VAE and UNet trained on captioned "
+             "shapes (32 px images, 16x16x4 latents)")
+register_standin("stable-diffusion-v1-5/stable-diffusion-v1-5", build=_build_sd, about=_SD_ABOUT,
+                 version=_sd_version())

@@ -1,0 +1,151 @@
+"""The chapter 07 checks, both ways: every correct style passes with the very same printout, and
+every classic mistake fails with a message that names it."""
+
+import pytest
+import torch
+
+from course_utils.checks import sd as C
+from course_utils.checks.sd import check_encode_prompts, check_guided_noise
+from check_helpers import fails, run
+
+
+@pytest.fixture(scope="module")
+def text():
+    from course_utils.sd import text_parts
+
+    return text_parts()
+
+
+def _ids(tokenizer, prompts, **kw):
+    return tokenizer(prompts, return_tensors="pt", **kw).input_ids
+
+
+# ----------------------------------------------------------------------------- encode_prompts, right
+
+def encode_batch(tokenizer, text_encoder, prompts):
+    ids = _ids(tokenizer, prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True)
+    with torch.no_grad():
+        return text_encoder(ids)[0]
+
+
+def encode_loop(tokenizer, text_encoder, prompts):
+    """One prompt at a time, keyword arguments, no no_grad."""
+    rows = []
+    for p in prompts:
+        ids = tokenizer(p, padding="max_length", truncation=True, return_tensors="pt")["input_ids"]
+        rows.append(text_encoder(input_ids=ids).last_hidden_state[0])
+    return torch.stack(rows)
+
+
+def test_every_correct_encoder_prints_the_same(text):
+    outputs = {run(lambda f: check_encode_prompts(f, *text), fn) for fn in (encode_batch, encode_loop)}
+    assert len(outputs) == 1, outputs
+    assert outputs.pop().count("✓") == 2
+
+
+# ----------------------------------------------------------------------------- encode_prompts, wrong
+
+WRONG_ENCODERS = {
+    "padded to the longest prompt": (
+        lambda t, e, p: e(_ids(t, p, padding=True, truncation=True)).last_hidden_state, "padding=\"max_length\""),
+    "pooled output": (
+        lambda t, e, p: e(_ids(t, p, padding="max_length", truncation=True)).pooler_output, "one vector per prompt"),
+    "token ids": (lambda t, e, p: _ids(t, p, padding="max_length", truncation=True), "token ids"),
+    "not truncated": (
+        lambda t, e, p: e(_ids(t, p, padding="max_length")).last_hidden_state, "truncat"),
+    "attention mask passed": (
+        lambda t, e, p: e(**t(p, padding="max_length", truncation=True, return_tensors="pt")).last_hidden_state,
+        "no attention mask"),
+    "before the final norm": (
+        lambda t, e, p: e(_ids(t, p, padding="max_length", truncation=True),
+                          output_hidden_states=True).hidden_states[-1], "final layer norm"),
+    "a list, not a tensor": (
+        lambda t, e, p: list(e(_ids(t, p, padding="max_length", truncation=True)).last_hidden_state), "expected a tensor"),
+}
+
+
+@pytest.mark.parametrize("name", WRONG_ENCODERS)
+def test_encoder_mistakes_are_named(text, name):
+    fn, fragment = WRONG_ENCODERS[name]
+    fails(lambda f: check_encode_prompts(f, *text), fn, fragment)
+
+
+def test_unfinished_encoder_says_so(text):
+    def stub(tokenizer, text_encoder, prompts):
+        raise NotImplementedError()
+
+    fails(lambda f: check_encode_prompts(f, *text), stub, "not implemented")
+
+
+# ----------------------------------------------------------------------------- guided_noise, right
+
+def guided_doubled(unet, latents, t, cond, uncond, guidance_scale):
+    eps = unet(torch.cat([latents] * 2), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
+    eps_uncond, eps_cond = eps.chunk(2)
+    return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+
+
+def guided_two_calls(unet, latents, t, cond, uncond, guidance_scale):
+    """Two calls, cond first in the batch, written as a weighted sum."""
+    with torch.no_grad():
+        both = unet(torch.cat([latents, latents]), t, encoder_hidden_states=torch.cat([cond, uncond]))[0]
+    eps_cond, eps_uncond = both[: len(latents)], both[len(latents):]
+    return (1 - guidance_scale) * eps_uncond + guidance_scale * eps_cond
+
+
+def guided_lerp(unet, latents, t, cond, uncond, guidance_scale):
+    c = unet(latents, t, encoder_hidden_states=cond).sample
+    u = unet(latents, t, encoder_hidden_states=uncond).sample
+    return torch.lerp(u, c, float(guidance_scale))
+
+
+def test_every_correct_guidance_prints_the_same():
+    outputs = {run(check_guided_noise, fn) for fn in (guided_doubled, guided_two_calls, guided_lerp)}
+    assert len(outputs) == 1, outputs
+    assert outputs.pop().count("✓") == 4
+
+
+# ----------------------------------------------------------------------------- guided_noise, wrong
+
+def _two(unet, latents, t, cond, uncond):
+    return (unet(latents, t, encoder_hidden_states=cond).sample, unet(latents, t, encoder_hidden_states=uncond).sample)
+
+
+def swapped_halves(unet, latents, t, cond, uncond, s):
+    eps = unet(torch.cat([latents] * 2), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
+    eps_cond, eps_uncond = eps.chunk(2)  # the halves the wrong way round
+    return eps_uncond + s * (eps_cond - eps_uncond)
+
+
+def in_place(unet, latents, t, cond, uncond, s):
+    latents += 0.0 * latents + 1.0
+    c, u = _two(unet, latents, t, cond, uncond)
+    return u + s * (c - u)
+
+
+WRONG_GUIDANCE = {
+    "conditional only": (lambda un, l, t, c, u, s: _two(un, l, t, c, u)[0], C.COND_ONLY),
+    "unconditional only": (lambda un, l, t, c, u, s: _two(un, l, t, c, u)[1], C.UNCOND_ONLY),
+    "swapped halves": (swapped_halves, C.SWAPPED),
+    "(1 + s) convention": (lambda un, l, t, c, u, s: (lambda ec, eu: ec + s * (ec - eu))(*_two(un, l, t, c, u)), C.ONE_PLUS),
+    "scale ignored": (lambda un, l, t, c, u, s: (lambda ec, eu: eu + (ec - eu))(*_two(un, l, t, c, u)), C.COND_ONLY),
+    "doubled batch returned": (
+        lambda un, l, t, c, u, s: un(torch.cat([l, l]), t, encoder_hidden_states=torch.cat([u, c])).sample, "twice the batch"),
+    "changes latents": (in_place, "changed latents in place"),
+    "scale on the wrong term": (
+        lambda un, l, t, c, u, s: (lambda ec, eu: s * eu + (ec - eu))(*_two(un, l, t, c, u)), C.WRONG_GUIDANCE),
+}
+
+
+@pytest.mark.parametrize("name", WRONG_GUIDANCE)
+def test_guidance_mistakes_are_named(name):
+    fn, message = WRONG_GUIDANCE[name]
+    fails(check_guided_noise, fn, message.split("{")[0][:60])
+
+
+def test_guidance_with_int_t_only_fails_clearly():
+    def tensor_t_only(unet, latents, t, cond, uncond, s):
+        t.item()  # breaks for a Python int
+        return guided_doubled(unet, latents, t, cond, uncond, s)
+
+    fails(check_guided_noise, tensor_t_only, "t = 500")
