@@ -149,3 +149,26 @@ def test_recipe_command_lists_the_recipes(capsys):
     assert main(["nonsense"]) == 2
     err = capsys.readouterr().err
     assert all(name in err for name in ("miniclip", "judge", "sd"))
+
+
+def test_the_sd_recipe_runs_end_to_end(tmp_path, monkeypatch):
+    """The recipe script, shrunk to a few steps: trains, checkpoints, records, loads back and measures."""
+    import json
+    from dataclasses import replace
+
+    from course_utils import recipes
+
+    monkeypatch.setattr(sd, "SD_VAE_TRAINING", replace(sd.SD_VAE_TRAINING, steps=3, batch_size=4))
+    monkeypatch.setattr(sd, "SD_TRAINING", replace(sd.SD_TRAINING, steps=2, eval_every=2, eval_per_pair=1,
+                                                   batch_size=4, warmup=1))
+    monkeypatch.setattr(recipes.measure_sd, "__defaults__", (1, (3.0,), 3))  # per pair, scales, DDIM steps
+    record = recipes.train_sd(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["recipe.json", "unet.safetensors", "vae.safetensors"]
+    saved = json.loads((tmp_path / "recipe.json").read_text())
+    assert saved["vae"]["config"] == json.loads(json.dumps(sd.asdict(sd.SD_VAE)))  # the architecture, not the training
+    assert saved["vae"]["training"]["steps"] == 3 and saved["unet"]["steps_done"] == 2
+    assert [e["step"] for e in saved["unet"]["evals"]] == [2]
+    assert [q["guidance_scale"] for q in saved["quality"]["per_scale"]] == [3.0] == [
+        q["guidance_scale"] for q in record["quality"]["per_scale"]]
+    parts = recipes.load_sd(tmp_path)
+    assert parts.vae.config.scaling_factor == saved["vae"]["scaling_factor"]
