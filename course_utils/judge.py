@@ -10,7 +10,7 @@ disagrees with a prompt about a generated image, the generator is to blame.
     verdict = judge.read(images)             # dict of (N,) predictions and confidences
     adherence(judge, images, colours, shapes)  # fraction with colour AND shape as asked
 
-``train_judge()`` retrains it (about half a minute on 2 cores); ``python -m course_utils recipe
+``train_judge()`` retrains it (a few minutes on 2 cores); ``python -m course_utils recipe
 judge`` writes the committed weights.
 """
 from __future__ import annotations
@@ -94,6 +94,17 @@ def adherence(judge: Judge, images: torch.Tensor, colours, shapes) -> dict[str, 
             "both": (colour_ok & shape_ok).float().mean().item(), "n": n}
 
 
+def attribute_labels(data) -> dict[str, torch.Tensor]:
+    """The true answer to each of the judge's questions for a ``Shapes`` sample, (N,) each."""
+    return {"colour": data.colour, "shape": data.shape, "size": data.size_id, "position": data.position}
+
+
+def accuracy(judge: Judge, images: torch.Tensor, data) -> dict[str, float]:
+    """How often the judge reads each attribute of ``data`` off ``images`` (the originals or a model's copies)."""
+    v = judge.read(images)
+    return {k: round((v[k] == labels).float().mean().item(), 4) for k, labels in attribute_labels(data).items()}
+
+
 @dataclass
 class JudgeTrainConfig:
     steps: int = 1500
@@ -116,7 +127,7 @@ def train_judge(config: JudgeTrainConfig = JudgeTrainConfig(), progress: bool = 
         data = make_shapes(config.batch_size, 32, seed=10_000 + config.seed * 100_000 + step, split="all")
         x = (data.images + config.noise * torch.randn_like(data.images)).clamp(0, 1)
         logits = judge(x)
-        targets = {"colour": data.colour, "shape": data.shape, "size": data.size_id, "position": data.position}
+        targets = attribute_labels(data)
         loss = sum(F.cross_entropy(logits[k], targets[k]) for k in HEADS)
         opt.zero_grad()
         loss.backward()
@@ -125,11 +136,9 @@ def train_judge(config: JudgeTrainConfig = JudgeTrainConfig(), progress: bool = 
         losses.append(loss.item())
     judge.eval()
     test = make_shapes(2000, 32, seed=987_654, split="all")
-    v = judge.read(test.images)
-    targets = {"colour": test.colour, "shape": test.shape, "size": test.size_id, "position": test.position}
-    accuracy = {k: round((v[k] == targets[k]).float().mean().item(), 4) for k in HEADS}
     record = {"config": asdict(config), "seconds": round(time.perf_counter() - start, 1),
-              "accuracy_on_2000_real_images": accuracy, "final_loss": round(sum(losses[-20:]) / 20, 4)}
+              "accuracy_on_2000_real_images": accuracy(judge, test.images, test),
+              "final_loss": round(sum(losses[-20:]) / 20, 4)}
     return judge, record
 
 

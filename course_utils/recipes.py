@@ -137,13 +137,12 @@ def measure_sd(parts, judge, per_pair: int = SD_EVAL_PER_PAIR, scales=SD_GUIDANC
 
 def _judge_reconstructions(vae, judge, n: int = 1000) -> dict:
     """The judge's accuracy per attribute on VAE reconstructions of real shapes (1.0 on the originals)."""
+    from course_utils.judge import accuracy
     from course_utils.sd import decode_latents, encode_images
     from course_utils.shapes import make_shapes
 
     data = make_shapes(n, 32, seed=424_242, split="all")
-    v = judge.read(decode_latents(vae, encode_images(vae, data.images, sample=False)))
-    truth = {"colour": data.colour, "shape": data.shape, "size": data.size_id, "position": data.position}
-    return {k: round((v[k] == truth[k]).float().mean().item(), 4) for k in truth}
+    return accuracy(judge, decode_latents(vae, encode_images(vae, data.images, sample=False)), data)
 
 
 def train_sd(out: Path = SD_DIR) -> dict:

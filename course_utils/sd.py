@@ -347,7 +347,7 @@ def train_unet(parts: SDParts, config: SDTrainConfig = SDTrainConfig(), judge=No
 
 @torch.no_grad()
 def generate(parts: SDParts, prompts: list[str], guidance_scale: float = 3.0, steps: int = 25, seed: int = 0,
-             batch_size: int = 128, progress: bool = False, return_latents: bool = False):
+             batch_size: int = 128, progress: bool = False):
     """DDIM sampling with classifier-free guidance: images (N, 3, 32, 32) in [0, 1].
 
     The same computation as ``pipeline(parts)(prompts, ...)``, batched and without PIL, for measuring.
@@ -360,7 +360,7 @@ def generate(parts: SDParts, prompts: list[str], guidance_scale: float = 3.0, st
     cache = PromptCache(parts.tokenizer, parts.text_encoder)
     gen = torch.Generator().manual_seed(seed)
     size = parts.unet.config.sample_size
-    out, lat_out = [], []
+    out = []
     for i in range(0, len(prompts), batch_size):
         chunk = prompts[i:i + batch_size]
         cond = cache(chunk).to(device)
@@ -377,9 +377,7 @@ def generate(parts: SDParts, prompts: list[str], guidance_scale: float = 3.0, st
                 eps = classifier_free_guidance(eps_uncond, eps_cond, guidance_scale)
             z = scheduler.step(eps, t, z).prev_sample
         out.append(decode_latents(parts.vae, z).cpu())
-        lat_out.append(z.cpu())
-    images = torch.cat(out)
-    return (images, torch.cat(lat_out)) if return_latents else images
+    return torch.cat(out)
 
 
 def pair_prompts(pairs: str | list = "seen", template: str = "a {colour} {shape}", per_pair: int = 8):
