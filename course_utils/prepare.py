@@ -11,13 +11,16 @@ safetensors weights; never the ``.bin`` / ``.h5`` / ``.msgpack`` / ONNX copies o
 weights), and openai CLIP's ``ViT-B/32`` into ~/.cache/clip. It reports the disk each one uses.
 Offline, it builds every stand-in the course registers and reports the time each took.
 
-Either way it ends with the doctor's checkpoint table and exits 0 when every checkpoint can be
-used offline (real weights in the local cache, or a built stand-in), 1 otherwise.
+Before it starts, it says how much it will download or build, about how long that takes and how
+much disk it needs, and stops if the disk is too small. It ends with the doctor's checkpoint table
+and a summary (ready, time, disk), and exits 0 when every checkpoint can be used offline (real
+weights in the local cache, or a built stand-in), 1 otherwise.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -26,7 +29,7 @@ from pathlib import Path
 from course_utils import hub
 from course_utils.doctor import checkpoint_rows, checkpoint_table
 
-__all__ = ["FILES", "Step", "download", "download_all", "build_all", "prepare", "main"]
+__all__ = ["FILES", "ESTIMATES", "Step", "estimate", "download", "download_all", "build_all", "prepare", "main"]
 
 # What each library loads, as huggingface_hub's (allow, ignore) patterns: fnmatch, "*" crosses "/".
 FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -41,6 +44,53 @@ FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # one TorchScript archive, fetched (and its sha256 checked) by openai clip's own downloader
     "clip": ((), ()),
 }
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What one checkpoint costs: the real one's download, and building its stand-in offline."""
+
+    download_mb: float  # what FILES fetches: the float32 weights (4 bytes a parameter) and small files
+    build_s: float      # building the stand-in on a 2-core laptop CPU, measured
+    build_mb: float     # the stand-in's folder, measured
+
+
+# Downloads: the model cards' parameter counts in float32 (SD 1.5: UNet, VAE, text encoder and the
+# safety checker). Builds: measured with an empty cache on the course's 2-core machine (2026-11-25).
+ESTIMATES: dict[str, Estimate] = {
+    "google/vit-base-patch16-224": Estimate(346, 25, 0.6),
+    "microsoft/swin-base-patch4-window7-224": Estimate(352, 15, 0.4),
+    "microsoft/beit-base-patch16-224": Estimate(349, 17, 0.6),
+    "facebook/deit-base-patch16-224": Estimate(346, 11, 0.6),
+    "facebook/convnext-tiny-224": Estimate(114, 7, 0.5),
+    "openai/clip-vit-base-patch32": Estimate(605, 3, 17),
+    "ViT-B/32": Estimate(338, 3, 14),
+    "stable-diffusion-v1-5/stable-diffusion-v1-5": Estimate(5500, 5, 26),
+}
+BANDWIDTHS_MB_S = (10, 50)  # a slow and a fast classroom connection, for the time estimate
+DISK_MARGIN = 1.2           # ask for 20% more free disk than the estimate
+
+
+def estimate(names: list[str], online: bool) -> tuple[float, float, str]:
+    """(seconds, megabytes, one line for people) for downloading (online) or building ``names``."""
+    known = [ESTIMATES[n] for n in names if n in ESTIMATES]
+    unknown = len(names) - len(known)
+    extra = f" (plus {unknown} checkpoint(s) without an estimate)" if unknown else ""
+    if online:
+        mb = sum(e.download_mb for e in known)
+        slow, fast = (mb / bw for bw in BANDWIDTHS_MB_S)
+        return slow, mb, (f"about {_size(mb * 1e6)} to download{extra}: {_duration(fast)} at "
+                          f"{BANDWIDTHS_MB_S[1]} MB/s, {_duration(slow)} at {BANDWIDTHS_MB_S[0]} MB/s")
+    seconds, mb = sum(e.build_s for e in known), sum(e.build_mb for e in known)
+    return seconds, mb, f"about {_duration(seconds)} on a 2-core laptop CPU and {_size(mb * 1e6)} of disk{extra}"
+
+
+def free_disk(path: Path) -> int:
+    """Free bytes on the disk that holds ``path`` (or its nearest existing parent)."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
 
 
 @dataclass
@@ -174,14 +224,23 @@ def prepare(names: list[str] | None = None, offline: bool = False) -> int:
     and return 0 when every one of them can be used offline, 1 otherwise."""
     names = list(names or known_names())
     status = hub.HubStatus(False, "--offline", 0.0) if offline else hub.hub_status()
+    target = hub.hf_cache_dir() if status.online else hub.course_cache_dir() / "standins"
+    _, mb, plan = estimate(names, status.online)
+    free = free_disk(target)
     if status.online:
         print(f"[course] prepare: {status.reason}; downloading {len(names)} checkpoint(s) into "
               f"{hub.hf_cache_dir()} (openai clip: {hub.clip_cache_dir()})")
-        download_all(names)
     else:
-        print(f"[course] prepare: offline ({status.reason}); building the stand-ins in "
-              f"{hub.course_cache_dir() / 'standins'}")
-        build_all(names)
+        print(f"[course] prepare: offline ({status.reason}); building {len(names)} stand-in(s) in {target}")
+    print(f"[course] prepare: {plan}; {_size(free)} free there")
+    if free < mb * 1e6 * DISK_MARGIN:
+        print(f"prepare: not enough disk: about {_size(mb * 1e6 * DISK_MARGIN)} needed (with a 20% margin), "
+              f"{_size(free)} free at {target}. Free some space, or set HF_HOME / COURSE_UTILS_CACHE to a "
+              "larger disk, and run prepare again.", file=sys.stderr)
+        return 1
+    start = time.perf_counter()
+    steps = download_all(names) if status.online else build_all(names)
+    seconds = time.perf_counter() - start
     rows = checkpoint_rows(online=False, names=names)  # what a classroom without the hub gets
     print(checkpoint_table(rows))
     missing = [r["name"] for r in rows if not r["offline_ready"]]
@@ -189,6 +248,8 @@ def prepare(names: list[str] | None = None, offline: bool = False) -> int:
     print(f"prepare: {len(rows) - len(missing)} of {len(rows)} checkpoint(s) ready for offline use "
           f"({real} real, {len(rows) - len(missing) - real} stand-in)"
           + (f"; missing: {', '.join(missing)}" if missing else ""))
+    print(f"prepare: took {_duration(seconds)}, {_size(sum(s.bytes for s in steps))} on disk "
+          f"(estimated: {plan})")
     return 1 if missing else 0
 
 
@@ -217,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _size(n: int) -> str:
     return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 def _one_line(error: BaseException) -> str:

@@ -56,11 +56,29 @@ def test_offline_builds_every_standin_reports_times_and_the_table(quick_standins
     assert "built 2 stand-in(s) in" in out
     table = out[out.index("checkpoints:"):]
     assert re.search(rf"  {re.escape(VIT)} +ch 03  stand-in: built\n", table)
-    assert out.rstrip().endswith("prepare: 2 of 2 checkpoint(s) ready for offline use (0 real, 2 stand-in)")
+    assert "prepare: 2 of 2 checkpoint(s) ready for offline use (0 real, 2 stand-in)\n" in out
+    # the estimate comes first, the summary last
+    assert out.index("[course] prepare: about 32 s on a 2-core laptop CPU and 1.1 MB of disk; ") < out.index("[1/2]")
+    assert re.search(r"prepare: took \d+ s, 100\.\d kB on disk \(estimated: about 32 s", out.rstrip().splitlines()[-1])
 
     assert prepare.prepare([VIT], offline=True) == 0  # a second run checks, and builds nothing
     assert re.search(r"already built, checked in \d+ ms", capsys.readouterr().out)
     assert quick_standins == [VIT, CONVNEXT]
+
+
+def test_the_estimate_before_starting_and_a_disk_too_small(quick_standins, monkeypatch, capsys):
+    seconds, mb, line = prepare.estimate([VIT, "someone/else"], online=False)
+    assert (seconds, mb) == (prepare.ESTIMATES[VIT].build_s, prepare.ESTIMATES[VIT].build_mb)
+    assert "plus 1 checkpoint(s) without an estimate" in line
+    seconds, mb, line = prepare.estimate(list(prepare.ESTIMATES), online=True)
+    assert mb > 7000 and "to download" in line and "at 10 MB/s" in line
+    assert all(name in prepare.known_names() for name in prepare.ESTIMATES)
+
+    monkeypatch.setattr(prepare, "free_disk", lambda path: 10_000)  # 10 kB free
+    assert prepare.prepare([VIT, CONVNEXT], offline=True) == 1
+    err = capsys.readouterr().err
+    assert "not enough disk: about 1.3 MB needed (with a 20% margin), 10.0 kB free" in err
+    assert quick_standins == [], "nothing is built when the disk is too small"
 
 
 def test_offline_reports_missing_standins_and_failed_builds_and_goes_on(quick_standins, capsys):
@@ -76,7 +94,7 @@ def test_offline_reports_missing_standins_and_failed_builds_and_goes_on(quick_st
     assert quick_standins == [VIT] and hub.standin_built(VIT)  # the failures did not stop the rest
     assert "built 1 stand-in(s)" in out and "1 without a stand-in yet; 1 failed" in out
     assert f"{SWIN}  ch 04  unavailable offline" in out
-    assert out.rstrip().splitlines()[-1] == (
+    assert out.rstrip().splitlines()[-2] == (  # then the time and disk it took
         f"prepare: 1 of 3 checkpoint(s) ready for offline use (0 real, 1 stand-in); missing: {CONVNEXT}, {SWIN}")
 
 
@@ -139,9 +157,10 @@ def test_online_downloads_every_checkpoint_with_its_files_and_sums_the_disk(monk
     assert total == 3_000_000 + 6 * hf_bytes
     assert f"downloaded 7 of 8 checkpoints: {total / 1e6:.1f} MB on disk in all; failed: {', '.join(fail)}" in out
     assert "  FAILED after 0.0 s: ConnectionError: the hub hung up\n" in out
+    assert "[course] prepare: about 7.95 GB to download: 3 min at 50 MB/s, 13 min at 10 MB/s; " in out
     assert "  2.0 MB on disk at " in out and "  3.0 MB on disk at " in out
     assert re.search(r"  google/vit-base-patch16-224 +ch 03  real: in the local cache\n", out)
-    assert out.rstrip().splitlines()[-1] == (
+    assert out.rstrip().splitlines()[-2] == (  # then the time and disk it took
         "prepare: 7 of 8 checkpoint(s) ready for offline use (7 real, 0 stand-in); "
         "missing: microsoft/beit-base-patch16-224")
 
@@ -191,7 +210,7 @@ def test_cli_prepare_offline_only_one_checkpoint(caches):
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"[1/1] {VIT}: stand-in, " in done.stdout and "already built, checked in" in done.stdout
     assert str(folder) in done.stdout and re.search(rf"  {re.escape(VIT)}  ch 03  stand-in: built\n", done.stdout)
-    assert done.stdout.rstrip().endswith("prepare: 1 of 1 checkpoint(s) ready for offline use (0 real, 1 stand-in)")
+    assert "prepare: 1 of 1 checkpoint(s) ready for offline use (0 real, 1 stand-in)\nprepare: took " in done.stdout
 
 
 def test_cli_argument_errors_name_the_known_checkpoints(capsys):
