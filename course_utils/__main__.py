@@ -5,6 +5,7 @@
                          download the real checkpoints, or build the stand-ins offline (instructors)
     check NOTEBOOK       check an exercise notebook against its solution
     generate [--check]   write exercises/ from solutions/ (course authors)
+    slides [--out DIR]   export every lecture as an HTML slide deck (reveal.js), into slides/
     recipe NAME          re-run a recipe (miniclip, judge, sd), writing course_utils/weights/NAME/ (course authors)
 """
 from __future__ import annotations
@@ -28,10 +29,12 @@ def main(argv: list[str] | None = None) -> int:
         from course_utils.checker import check_main as run
     elif command == "generate":
         from course_utils.exercises import generate_main as run
+    elif command == "slides":
+        from course_utils.slides import main as run
     elif command == "recipe":
         from course_utils.recipes import main as run
     else:
-        print(f"unknown command {command!r}; expected one of: doctor, prepare, check, generate, recipe", file=sys.stderr)
+        print(f"unknown command {command!r}; expected one of: doctor, prepare, check, generate, slides, recipe", file=sys.stderr)
         return 2
     return run(rest)
 
