@@ -58,8 +58,10 @@ def test_offline_builds_every_standin_reports_times_and_the_table(quick_standins
     assert re.search(rf"  {re.escape(VIT)} +ch 03  stand-in: built\n", table)
     assert "prepare: 2 of 2 checkpoint(s) ready for offline use (0 real, 2 stand-in)\n" in out
     # the estimate comes first, the summary last
-    assert out.index("[course] prepare: about 32 s on a 2-core laptop CPU and 1.1 MB of disk; ") < out.index("[1/2]")
-    assert re.search(r"prepare: took \d+ s, 100\.\d kB on disk \(estimated: about 32 s", out.rstrip().splitlines()[-1])
+    seconds, mb, plan = prepare.estimate([VIT, CONVNEXT], online=False)
+    assert plan == f"about {seconds:.0f} s on a 2-core laptop CPU and {prepare._size(mb * 1e6)} of disk"
+    assert out.index(f"[course] prepare: {plan}; ") < out.index("[1/2]")
+    assert re.search(rf"prepare: took \d+ s, 100\.\d kB on disk \(estimated: {re.escape(plan)}\)$", out.rstrip())
 
     assert prepare.prepare([VIT], offline=True) == 0  # a second run checks, and builds nothing
     assert re.search(r"already built, checked in \d+ ms", capsys.readouterr().out)
@@ -77,7 +79,8 @@ def test_the_estimate_before_starting_and_a_disk_too_small(quick_standins, monke
     monkeypatch.setattr(prepare, "free_disk", lambda path: 10_000)  # 10 kB free
     assert prepare.prepare([VIT, CONVNEXT], offline=True) == 1
     err = capsys.readouterr().err
-    assert "not enough disk: about 1.3 MB needed (with a 20% margin), 10.0 kB free" in err
+    needed = prepare._size((prepare.ESTIMATES[VIT].build_mb + prepare.ESTIMATES[CONVNEXT].build_mb) * 1.2e6)
+    assert f"not enough disk: about {needed} needed (with a 20% margin), 10.0 kB free" in err
     assert quick_standins == [], "nothing is built when the disk is too small"
 
 
