@@ -44,9 +44,9 @@ def test_opens_with_what_you_will_learn_and_a_measured_run_time(lecture):
     path, nb = lecture
     first = nb.cells[0]
     assert first.cell_type == "markdown" and first.source.startswith("# "), f"{path.name}: no title cell"
-    assert "**You will learn**" in first.source, f"{path.name}: no 'You will learn' box in the first cell"
-    run_time = re.search(r"\*\*Run time[:*]*\**(.{0,120})", first.source, re.S)
-    assert run_time, f"{path.name}: no '**Run time:**' line in the first cell"
+    assert "> **You will learn**" in first.source, f"{path.name}: no '> **You will learn**' box in the first cell"
+    run_time = re.search(r"> \*\*Run time[:*]*\**(.{0,120})", first.source, re.S)
+    assert run_time, f"{path.name}: no '**Run time:**' line in the first cell's box"
     assert re.search(r"\d+(\.\d+)? (seconds|s|minutes?|min)\b", run_time.group(1)), (
         f"{path.name}: the run time should be a measured duration, got {run_time.group(1)!r}")
 
@@ -78,8 +78,12 @@ def test_slide_metadata_a_slide_per_section_and_fragments(lecture):
         assert "fragment" in types, f"{path.name}: no fragments"
 
 
-def test_no_wall_of_warnings(lecture):
-    path, nb = lecture
+SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", LECTURES + SOLUTIONS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_no_wall_of_warnings(path):
+    nb = read(path)
     for i, c in enumerate(nb.cells):
         for out in c.get("outputs", []):
             text = out.get("text", "") if out.output_type == "stream" else ""
