@@ -26,7 +26,7 @@ PACKAGES = [
     ("safetensors", "safetensors"), ("einops", "einops"), ("numpy", "numpy"),
     ("matplotlib", "matplotlib"), ("scikit-learn", "sklearn"), ("scikit-image", "skimage"),
     ("tqdm", "tqdm"), ("jupyterlab", "jupyterlab"), ("ipywidgets", "ipywidgets"),
-    ("nbval", "nbval"), ("setuptools", "setuptools"),
+    ("jupyterlab-rise", "jupyterlab_rise"), ("nbval", "nbval"), ("setuptools", "setuptools"),
 ]
 
 
