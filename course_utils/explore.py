@@ -101,13 +101,15 @@ def _names(names, count: int, what: str) -> list[str]:
 
 
 def attention_explorer(image: torch.Tensor, maps, patch_size: int, layer_names=None, head_names=None,
-                       cls_token: bool = False, layer: int = 0, head: int = 0, query: int = 0) -> Explorer:
+                       cls_token: bool = False, layer: int = 0, head: int = 0, query: int = 0,
+                       layer_label: str = "layer") -> Explorer:
     """Pick a layer, a head and a query; see where that query looks in the image.
 
     ``image``: (3, H, W) or (1, H, W) in [0, 1]. ``maps``: one attention tensor per layer, each
     (heads, N, N) with rows the queries, N = (H/P) * (W/P) patches, plus one when ``cls_token``
     (then token 0 is [CLS], and query 0 means [CLS]). The left panel shows the chosen head, the
     right one the mean over heads, both over the patches (the [CLS] key's share is in the title).
+    ``layer_label`` names the first control, for maps that are not layers of one model.
     """
     from course_utils.plotting import attention_over_image
 
@@ -129,7 +131,7 @@ def attention_explorer(image: torch.Tensor, maps, patch_size: int, layer_names=N
     head_names = _names(head_names, heads, "head")
     style = {"description_width": "initial"}
     controls = {
-        "layer": widgets.Dropdown(options=[(name, i) for i, name in enumerate(layer_names)], value=layer, description="layer", style=style),
+        "layer": widgets.Dropdown(options=[(name, i) for i, name in enumerate(layer_names)], value=layer, description=layer_label, style=style),
         "head": widgets.Dropdown(options=[(name, i) for i, name in enumerate(head_names)], value=head, description="head", style=style),
         "query": widgets.IntSlider(value=query, min=0, max=N - 1, description="query token", style=style,
                                    continuous_update=False),
@@ -154,7 +156,9 @@ def attention_explorer(image: torch.Tensor, maps, patch_size: int, layer_names=N
         return fig
 
     def describe(layer: int, head: int, query: int) -> str:
-        return (f"Attention explorer ({len(maps)} layers x {heads} heads, {N} tokens): {layer_names[layer]}, "
+        name = layer_names[layer]
+        chosen = name if name.startswith(layer_label) else f"{layer_label} {name!r}"  # "layer 3", "tokens 'raw'"
+        return (f"Attention explorer ({len(maps)} x {heads} maps of {N} tokens): {chosen}, "
                 f"{head_names[head]}, query {query_name(query)}. Move the controls in JupyterLab; "
                 f"elsewhere this picture shows that starting state.")
 

@@ -30,7 +30,8 @@ def test_attention_explorer_redraws_on_every_control():
     image = torch.rand(1, 16, 16)
     explorer = attention_explorer(image, uniform_maps(), patch_size=4, cls_token=True, layer=1, query=5)
     assert explorer.values == {"layer": 1, "head": 0, "query": 5}
-    assert_static_fallback(explorer, ["layer 1", "head 0", "patch 4 (row 1, column 0)"])
+    assert_static_fallback(explorer, ["2 x 3 maps of 17 tokens", "): layer 1, head 0", "patch 4 (row 1, column 0)"])
+    assert explorer.controls["layer"].description == "layer"
     seen = {explorer.png()}
     for move in [{"head": 2}, {"layer": 0}, {"query": 0}, {"query": 16}]:
         explorer.set(**move)
