@@ -2,7 +2,8 @@
 
 Headless Chromium (Debian's, driven by Playwright) does what a student does: open the lecture in
 JupyterLab, Run > Run All Cells, save; move the attention explorer's slider; open the lecture as a
-Reveal.js slideshow (jupyterlab-rise) and step to the next slide. Every check reads what the
+Reveal.js slideshow (jupyterlab-rise) and step to the next slide; open another lecture without
+running it and see its explorer's saved picture (no widget can live yet). Every check reads what the
 browser produced: the notebook file JupyterLab saved, the explorer's <img>, the slide on screen.
 Screenshots go to build/browser/. Skipped, with the reason, without Chromium or Playwright (see
 tests/browser_helpers.py); COURSE_BROWSER_REQUIRED=1 makes that a failure.
@@ -221,3 +222,26 @@ def test_lecture_opens_as_reveal_slideshow(lecture, request):
         say(request.config, f"screenshots of the slideshow: {first} and {second}")
     finally:
         slides.close()
+
+
+def test_explorer_shows_its_picture_before_the_lecture_runs(browser, lab, request):
+    """A lecture opened, not run: no widget can live yet, so JupyterLab must show the saved picture."""
+    other = "03_vision_transformer.ipynb"  # scratch copy with its outputs as the repository has them
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        page = context.new_page()
+        # a workspace of its own: the default one would also reopen lecture 01 and might show its tab
+        page.goto(lab.url(f"lab/workspaces/unrun/tree/notebooks/{other}"), timeout=60_000)
+        page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=60_000)
+        cell = page.locator(".jp-CodeCell", has_text="attention_explorer(").first
+        cell.scroll_into_view_if_needed()
+        output = cell.locator(".jp-OutputArea-output").first
+        poll(page, lambda: output.locator("img").count() > 0, 30, f"the explorer's saved picture in {other}",
+             explain=lambda: f"the cell's output shows {output.inner_text()[:200]!r}")
+        assert "Error displaying widget" not in cell.inner_text(), "the unrun explorer shows an error, not its picture"
+        assert not cell.locator(".course-explorer").count(), "a live explorer before any cell ran?"
+        shot = screenshot_path("03_vision_transformer-explorer-unrun.png")
+        output.screenshot(path=shot)
+        say(request.config, f"screenshot of an explorer before its lecture runs: {shot}")
+    finally:
+        context.close()
