@@ -6,8 +6,8 @@ fragments where a derivation unfolds). Two ways to present it:
 * live, from JupyterLab, with RISE (``jupyterlab-rise``, installed with the course): open a lecture
   and press Alt+R. reveal.js is bundled in the extension, so this works with no network;
 * as static HTML decks, exported here with nbconvert's ``SlidesExporter``, one file per lecture.
-  The decks load reveal.js (and MathJax, require.js) from a CDN when they are opened, unless
-  ``--reveal-prefix`` points at a local copy of reveal.js 4.
+  A browser showing a deck loads reveal.js 4.0.2 from unpkg.com (``--reveal-prefix`` for another
+  place) and require.js, jQuery and MathJax from cdnjs: decks need a network, RISE does not.
 
 In a deck, an explorer shows its picture (the widget needs a running kernel).
 """
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--notebooks", default=str(ROOT / "notebooks"), help="folder of the lectures")
     parser.add_argument("--reveal-prefix", default=None,
                         help="where the decks load reveal.js from (default: nbconvert's, https://unpkg.com/reveal.js@4.0.2); "
-                             "a relative folder such as 'reveal.js' for a local copy")
+                             "e.g. a copy of reveal.js 4 on your own server")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     written = export_slides(args.out, args.notebooks, args.reveal_prefix)
