@@ -48,10 +48,14 @@ def with_context(model: nn.Module, context_length: int = CONTEXT_LENGTH) -> nn.M
 
 def save_for_clip(model: nn.Module, path: str | Path) -> Path:
     """Write ``model`` as a TorchScript archive that ``clip.load(path)`` accepts; returns the path."""
+    return _trace(with_context(model), path)
+
+
+def _trace(model: nn.Module, path: str | Path) -> Path:
     path = Path(path)
-    model = with_context(model).float()
+    model = model.float().eval()
     size = model.visual.input_resolution
-    example = (torch.zeros(1, 3, size, size), torch.zeros(1, CONTEXT_LENGTH, dtype=torch.long))
+    example = (torch.zeros(1, 3, size, size), torch.zeros(1, model.context_length, dtype=torch.long))
     with torch.no_grad(), warnings.catch_warnings():
         # Tracing records one path through the model (fine: CLIP has no data-dependent branches), and
         # torch 2.9+ calls TorchScript deprecated; clip.load reads nothing else, so both warnings are noise here.
@@ -60,6 +64,26 @@ def save_for_clip(model: nn.Module, path: str | Path) -> Path:
         traced = torch.jit.trace(model, example, check_trace=False)
         torch.jit.save(traced, str(path))
     return path
+
+
+def clip_from_transformers(folder: str | Path) -> nn.Module:
+    """openai's ``clip.model.CLIP`` (float32, eval mode) holding the weights of a transformers ``CLIPModel``
+    saved in ``folder`` (its safetensors files: ``model.safetensors`` or the shards its index names)."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    index = folder / "model.safetensors.index.json"
+    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else ["model.safetensors"]
+    state = {}
+    for name in files:
+        state.update(load_file(str(folder / name)))
+    clip = import_clip()
+    return clip.model.build_model(hf_to_openai(state)).float().eval()  # build_model reads the sizes off the shapes
+
+
+def save_transformers_for_clip(folder: str | Path, path: str | Path) -> Path:
+    """Convert a transformers ``CLIPModel`` folder into the TorchScript archive ``clip.load(path)`` reads."""
+    return _trace(clip_from_transformers(folder), path)
 
 
 # ---------------------------------------------------------------- transformers
@@ -78,45 +102,80 @@ def hf_config(config: MiniCLIPConfig):
     return CLIPConfig(text_config=text, vision_config=vision, projection_dim=config.embed_dim)
 
 
-def _block(src: str, dst: str, state: dict) -> dict:
-    """One openai ResidualAttentionBlock's tensors under transformers' CLIPEncoderLayer names."""
-    q, k, v = state[f"{src}.attn.in_proj_weight"].chunk(3)  # (3W, W) -> three (W, W)
-    qb, kb, vb = state[f"{src}.attn.in_proj_bias"].chunk(3)
-    out = {f"{dst}.self_attn.q_proj.weight": q, f"{dst}.self_attn.k_proj.weight": k,
-           f"{dst}.self_attn.v_proj.weight": v, f"{dst}.self_attn.q_proj.bias": qb,
-           f"{dst}.self_attn.k_proj.bias": kb, f"{dst}.self_attn.v_proj.bias": vb}
-    pairs = {"attn.out_proj": "self_attn.out_proj", "ln_1": "layer_norm1", "ln_2": "layer_norm2",
-             "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2"}
-    for a, b in pairs.items():
-        out[f"{dst}.{b}.weight"] = state[f"{src}.{a}.weight"]
-        out[f"{dst}.{b}.bias"] = state[f"{src}.{a}.bias"]
-    return out
+# openai's name -> transformers' name, for the tensors that are only renamed. A name ending in ".T" is
+# stored transposed: openai multiplies x @ P, transformers' nn.Linear keeps P.T.
+_TOP = {
+    "token_embedding.weight": "text_model.embeddings.token_embedding.weight",
+    "positional_embedding": "text_model.embeddings.position_embedding.weight",
+    "ln_final.weight": "text_model.final_layer_norm.weight",
+    "ln_final.bias": "text_model.final_layer_norm.bias",
+    "text_projection": "text_projection.weight.T",
+    "visual.class_embedding": "vision_model.embeddings.class_embedding",
+    "visual.conv1.weight": "vision_model.embeddings.patch_embedding.weight",
+    "visual.positional_embedding": "vision_model.embeddings.position_embedding.weight",
+    "visual.ln_pre.weight": "vision_model.pre_layrnorm.weight",  # sic: transformers spells it so
+    "visual.ln_pre.bias": "vision_model.pre_layrnorm.bias",
+    "visual.ln_post.weight": "vision_model.post_layernorm.weight",
+    "visual.ln_post.bias": "vision_model.post_layernorm.bias",
+    "visual.proj": "visual_projection.weight.T",
+    "logit_scale": "logit_scale",
+}
+# inside one residual block (openai ResidualAttentionBlock -> transformers CLIPEncoderLayer)
+_BLOCK = {"attn.out_proj": "self_attn.out_proj", "ln_1": "layer_norm1", "ln_2": "layer_norm2",
+          "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2"}
+_TOWERS = {"transformer.resblocks": "text_model.encoder.layers",
+           "visual.transformer.resblocks": "vision_model.encoder.layers"}
+
+
+def _pairs(layers: dict[str, int]):
+    """Every (openai name, transformers name) pair of a CLIP with ``layers[tower]`` blocks per tower."""
+    yield from _TOP.items()
+    for src_tower, dst_tower in _TOWERS.items():
+        for i in range(layers[src_tower]):
+            for a, b in _BLOCK.items():
+                for kind in ("weight", "bias"):
+                    yield f"{src_tower}.{i}.{a}.{kind}", f"{dst_tower}.{i}.{b}.{kind}"
+
+
+def _layers(names, towers) -> dict[str, int]:
+    """How many blocks each tower has, counted from a state dict's names."""
+    return {t: len({n.removeprefix(t + ".").split(".")[0] for n in names if n.startswith(t + ".")}) for t in towers}
+
+
+def openai_to_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An openai ``clip.model.CLIP`` state dict under transformers' ``CLIPModel`` names
+    (q, k and v split apart, the two projections transposed)."""
+    out = {}
+    for src, dst in _pairs(_layers(state, _TOWERS)):
+        out[dst.removesuffix(".T")] = state[src].T if dst.endswith(".T") else state[src]
+    for src_tower, dst_tower in _TOWERS.items():
+        for i in range(_layers(state, _TOWERS)[src_tower]):
+            for kind in ("weight", "bias"):
+                q, k, v = state[f"{src_tower}.{i}.attn.in_proj_{kind}"].chunk(3)  # (3W, ...) -> three (W, ...)
+                for name, part in zip("qkv", (q, k, v)):
+                    out[f"{dst_tower}.{i}.self_attn.{name}_proj.{kind}"] = part
+    return {k: v.contiguous() for k, v in out.items()}
+
+
+def hf_to_openai(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`openai_to_hf`: a transformers ``CLIPModel`` state dict under openai's names,
+    which ``clip.model.build_model`` turns into the same network."""
+    towers = {dst: src for src, dst in _TOWERS.items()}
+    layers = {towers[t]: n for t, n in _layers(state, towers).items()}
+    out = {}
+    for src, dst in _pairs(layers):
+        out[src] = state[dst.removesuffix(".T")].T if dst.endswith(".T") else state[dst]
+    for src_tower, dst_tower in _TOWERS.items():
+        for i in range(layers[src_tower]):
+            for kind in ("weight", "bias"):
+                out[f"{src_tower}.{i}.attn.in_proj_{kind}"] = torch.cat(
+                    [state[f"{dst_tower}.{i}.self_attn.{name}_proj.{kind}"] for name in "qkv"])  # (3W, ...)
+    return {k: v.contiguous() for k, v in out.items()}
 
 
 def hf_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """A plain mini-CLIP's tensors (77 tokens) renamed for transformers' ``CLIPModel``."""
-    s = with_context(model).state_dict()
-    out = {
-        "text_model.embeddings.token_embedding.weight": s["token_embedding.weight"],
-        "text_model.embeddings.position_embedding.weight": s["positional_embedding"],
-        "text_model.final_layer_norm.weight": s["ln_final.weight"],
-        "text_model.final_layer_norm.bias": s["ln_final.bias"],
-        "text_projection.weight": s["text_projection"].T,  # (W, D) used as x @ P -> nn.Linear's (D, W)
-        "vision_model.embeddings.class_embedding": s["visual.class_embedding"],
-        "vision_model.embeddings.patch_embedding.weight": s["visual.conv1.weight"],
-        "vision_model.embeddings.position_embedding.weight": s["visual.positional_embedding"],
-        "vision_model.pre_layrnorm.weight": s["visual.ln_pre.weight"],  # sic: transformers spells it so
-        "vision_model.pre_layrnorm.bias": s["visual.ln_pre.bias"],
-        "vision_model.post_layernorm.weight": s["visual.ln_post.weight"],
-        "vision_model.post_layernorm.bias": s["visual.ln_post.bias"],
-        "visual_projection.weight": s["visual.proj"].T,
-        "logit_scale": s["logit_scale"],
-    }
-    for i in range(model.config.transformer_layers):
-        out.update(_block(f"transformer.resblocks.{i}", f"text_model.encoder.layers.{i}", s))
-    for i in range(model.config.vision_layers):
-        out.update(_block(f"visual.transformer.resblocks.{i}", f"vision_model.encoder.layers.{i}", s))
-    return {k: v.contiguous() for k, v in out.items()}
+    return openai_to_hf(with_context(model).state_dict())
 
 
 def to_hf(model: nn.Module):
@@ -138,6 +197,17 @@ def clip_tokenizer():
     simple = import_clip().simple_tokenizer.SimpleTokenizer()
     merges = [pair for pair, _ in sorted(simple.bpe_ranks.items(), key=lambda item: item[1])]  # in rank order
     return CLIPTokenizer(vocab=dict(simple.encoder), merges=merges, model_max_length=CONTEXT_LENGTH)
+
+
+def write_clip_vocabulary(folder: str | Path) -> None:
+    """``vocab.json`` and ``merges.txt``, the files the hub's CLIP tokenizers are published with, written from
+    the ``clip`` package's own BPE vocabulary (the same 49,408 tokens and 48,894 merges)."""
+    simple = import_clip().simple_tokenizer.SimpleTokenizer()
+    merges = [pair for pair, _ in sorted(simple.bpe_ranks.items(), key=lambda item: item[1])]  # in rank order
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(dict(simple.encoder), ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
 
 
 def clip_processor(image_size: int):
