@@ -75,16 +75,17 @@ def checkpoint_rows(online: bool, names: list[str] | None = None) -> list[dict]:
         ckpt = hub.CATALOGUE.get(name) or hub.Checkpoint(name, "transformers", "-", "")
         try:
             cached = hub.is_cached(ckpt.name)
+            real = hub.real_problem(ckpt.name) if ckpt.name in hub.CATALOGUE and ckpt.needs else None
         except Exception as error:  # a broken cache must not break the report
             cached, note = False, f"cache unreadable: {error}"
         else:
-            note = ""
+            note = "" if real in (None, "is not cached") else f"the cached real copy {real}"
         registered = not cached and ckpt.name in hub._STANDINS
         problem = hub.standin_problem(ckpt.name) if registered else "is not registered"
         if cached:
             status = "real: in the local cache"
         elif online:
-            status = "real: downloads on first use"
+            status = "real: downloads when first resolved"
         elif not registered:
             status = f"unavailable offline (stand-in arrives with chapter {ckpt.chapter})"
         else:

@@ -15,10 +15,19 @@ format, so the *same* ``from_pretrained`` call loads it.
 
 The decision, in order:
 1. ``COURSE_FORCE_STANDINS=1`` (CI sets it): stand-in.
-2. The real weights are in the local cache: real.
-3. The hub answers within ``PROBE_TIMEOUT_S`` (2 s; asked once per process): real.
-4. Otherwise stand-in, and the process is switched to Hugging Face's offline mode, so that no
+2. The hub is asked once per process, for at most ``PROBE_TIMEOUT_S`` (2 s). If it does not answer,
+   the process switches to Hugging Face's offline mode at once, cached weights or not, so that no
    later ``from_pretrained`` spends ~26 s retrying an unreachable hub.
+3. The real weights are in the local cache and intact (every file the course loads is there, and
+   each matches the digest the hub named it by; :func:`real_problem`): real.
+4. The hub answered: the course downloads them now (:func:`download`); if that fails part-way, the
+   files it added are removed, one line says why, and the notebook gets the stand-in.
+5. Otherwise (offline, not cached or damaged): the stand-in.
+
+openai's ``ViT-B/32`` and ``openai/clip-vit-base-patch32`` are one network in two formats and resolve
+together (:data:`CLIP_TWINS`); where openai's own archive cannot be had, the transformers weights are
+converted into one that ``clip.load`` reads. ``Resolved.trained`` is False only in a rehearsal
+(``python -m course_utils rehearse``), whose real checkpoints hold random weights.
 
 Later chapters register their stand-ins with :func:`register_standin`. A stand-in is built once into
 the course cache (:func:`course_cache_dir`) and checked every time it is handed out: its
@@ -30,7 +39,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -54,6 +65,26 @@ _COMPLETE = ".complete"  # written last into a stand-in folder: its manifest; ab
 _MANIFEST_FORMAT = 1     # bump when the manifest's layout changes
 
 
+# What the course loads from a checkpoint, as groups of paths inside its repository: each group is
+# satisfied by any one of its paths (the weights come as one safetensors file, as shards listed by an
+# index, or as a pickle from before safetensors, which transformers reads with ``weights_only``).
+_HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+_DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+_CLASSIFIER = (("config.json",), ("preprocessor_config.json",), _HF_WEIGHTS)
+_TOKENIZER = (("tokenizer_config.json",), ("tokenizer.json", "merges.txt"))  # the fast file, or vocab.json + merges.txt
+
+
+def _in(folder: str, groups) -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(f"{folder}/{path}" for path in group) for group in groups)
+
+
+_SD_NEEDS = (
+    (("model_index.json",), ("scheduler/scheduler_config.json",), ("feature_extractor/preprocessor_config.json",))
+    + _in("tokenizer", _TOKENIZER)
+    + _in("unet", (("config.json",), _DIFFUSERS_WEIGHTS)) + _in("vae", (("config.json",), _DIFFUSERS_WEIGHTS))
+    + _in("text_encoder", (("config.json",), _HF_WEIGHTS)) + _in("safety_checker", (("config.json",), _HF_WEIGHTS)))
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A real checkpoint the course teaches with."""
@@ -62,6 +93,7 @@ class Checkpoint:
     library: str   # "transformers", "diffusers" or "clip": who loads it and how it is cached
     chapter: str   # where the course uses it first
     about: str     # one line for the doctor's table
+    needs: tuple[tuple[str, ...], ...] = _CLASSIFIER  # the files the course loads (see above)
 
 
 CATALOGUE: dict[str, Checkpoint] = {c.name: c for c in [
@@ -70,10 +102,15 @@ CATALOGUE: dict[str, Checkpoint] = {c.name: c for c in [
     Checkpoint("microsoft/beit-base-patch16-224", "transformers", "04", "BEiT-B, masked image modelling"),
     Checkpoint("facebook/deit-base-patch16-224", "transformers", "04", "DeiT-B, data-efficient ViT"),
     Checkpoint("facebook/convnext-tiny-224", "transformers", "04", "ConvNeXt-T, a modernised CNN"),
-    Checkpoint("openai/clip-vit-base-patch32", "transformers", "05", "CLIP ViT-B/32 for transformers"),
-    Checkpoint("ViT-B/32", "clip", "05", "CLIP ViT-B/32 for the openai clip package"),
-    Checkpoint("stable-diffusion-v1-5/stable-diffusion-v1-5", "diffusers", "07", "Stable Diffusion 1.5"),
+    Checkpoint("openai/clip-vit-base-patch32", "transformers", "05", "CLIP ViT-B/32 for transformers",
+               _CLASSIFIER + _TOKENIZER),
+    Checkpoint("ViT-B/32", "clip", "05", "CLIP ViT-B/32 for the openai clip package", ()),
+    Checkpoint("stable-diffusion-v1-5/stable-diffusion-v1-5", "diffusers", "07", "Stable Diffusion 1.5", _SD_NEEDS),
 ]}
+
+# openai's ViT-B/32 is openai/clip-vit-base-patch32 in another format: the two resolve together, and
+# where openai's own archive cannot be had, the course converts the transformers weights for clip.load.
+CLIP_TWINS = {"ViT-B/32": "openai/clip-vit-base-patch32"}
 
 
 @dataclass(frozen=True)
@@ -96,14 +133,17 @@ class Resolved:
     """What :func:`resolve` decided. Pass ``path`` to the library's loading call."""
 
     name: str     # the real checkpoint's name, as asked for
-    path: str     # the hub name (real) or a local folder / file (stand-in)
+    path: str     # the hub name (real), or a local folder / file (a stand-in, a converted archive)
     real: bool
     reason: str   # why, in a few words
+    trained: bool = True  # False only for a rehearsal's random real weights (COURSE_REHEARSAL=1): checks
+                          # of what trained weights predict ("the cat is a cat") are skipped then
 
     @property
     def banner(self) -> str:
         if self.real:
-            return f"[course] {self.name}: real weights ({self.reason})"
+            untrained = "" if self.trained else "; rehearsal: random weights, so what they predict is not checked"
+            return f"[course] {self.name}: real weights ({self.reason}{untrained})"
         about = _STANDINS[self.name].about if self.name in _STANDINS else "stand-in"
         return f"[course] {self.name}: stand-in, {about} ({self.reason})"
 
@@ -118,7 +158,7 @@ class HubStatus:
     seconds: float
 
 
-# ---------------------------------------------------------------- cache locations
+# ---------------------------------------------------------------- where things live
 
 def course_cache_dir() -> Path:
     """Where the course keeps what it builds (stand-ins): $COURSE_UTILS_CACHE or ~/.cache/vit-course."""
@@ -129,51 +169,285 @@ def course_cache_dir() -> Path:
     return Path(base) / "vit-course"
 
 
-def hf_cache_dir() -> Path:
-    """The Hugging Face hub cache, as huggingface_hub computes it."""
+def hf_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The Hugging Face hub cache (``cache_dir`` if given), as huggingface_hub computes it."""
+    if cache_dir:
+        return Path(cache_dir)
     from huggingface_hub import constants
 
     return Path(constants.HF_HUB_CACHE)
 
 
 def clip_cache_dir() -> Path:
-    """Where ``clip.load`` downloads to by default."""
-    return Path(os.path.expanduser("~/.cache/clip"))
-
-
-def _weights_files(library: str) -> tuple[str, ...]:
-    if library == "diffusers":
-        return ("model_index.json",)
-    return ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+    """Where openai ``clip`` keeps its archives (``clip.load``'s default download root)."""
+    return Path(os.environ.get("COURSE_CLIP_CACHE") or os.path.expanduser("~/.cache/clip"))
 
 
 def clip_url(name: str) -> str | None:
     """The address openai clip downloads ``name`` (e.g. "ViT-B/32") from; None if it has no such model."""
-    import warnings
+    from course_utils.miniclip import import_clip
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # openai clip's pkg_resources deprecation warning
-        import clip
+    return import_clip().clip._MODELS.get(name)  # noqa: SLF001 - the package's table of models; no API lists URLs
 
-    return clip.clip._MODELS.get(name)
+
+def rehearsing() -> bool:
+    """True in a rehearsal of the real path (``python -m course_utils rehearse``): the real checkpoints
+    in the cache hold random weights, so nothing may be concluded from what they predict."""
+    return _flag("COURSE_REHEARSAL")
+
+
+def _flag(variable: str) -> bool:
+    return os.environ.get(variable, "").lower() in {"1", "true", "yes", "on"}
+
+
+# ---------------------------------------------------------------- the real weights on disk, checked
+
+_HEX = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def cached_file(name: str, path: str, cache_dir: str | os.PathLike | None = None) -> Path | None:
+    """``path`` of the real checkpoint ``name`` in the Hugging Face cache (revision main), or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(name, path, cache_dir=str(hf_cache_dir(cache_dir)))
+    return Path(found) if isinstance(found, str) else None
+
+
+def real_problem(name: str, cache_dir: str | os.PathLike | None = None) -> str | None:
+    """What keeps the cached real checkpoint ``name`` from loading ("is not cached", "is incomplete
+    (missing ...)", "is damaged (model.safetensors: ...)"), or None when every file the course loads is
+    there and intact. Needs no network; see :func:`file_problem` for what "intact" means."""
+    missing, damaged = [], []
+    for group in CATALOGUE[name].needs:
+        found = next(((path, file) for path in group if (file := cached_file(name, path, cache_dir))), None)
+        if found is None:
+            missing.append(" or ".join(group))
+            continue
+        files = [found]
+        if found[0].endswith(".index.json"):  # sharded weights: the index names the shards
+            folder = found[0].rpartition("/")[0]
+            try:
+                shards = sorted(set(json.loads(found[1].read_text())["weight_map"].values()))
+            except (ValueError, KeyError, OSError):
+                damaged.append(f"{found[0]}: not a readable index")
+                continue
+            for shard in shards:
+                path = f"{folder}/{shard}" if folder else shard
+                files.append((path, cached_file(name, path, cache_dir)))
+        for path, file in files:
+            problem = "missing" if file is None else file_problem(file)
+            if problem:
+                (missing if file is None else damaged).append(path if file is None else f"{path}: {problem}")
+    if damaged:
+        return f"is damaged ({', '.join(damaged)})"
+    if len(missing) == len(CATALOGUE[name].needs):
+        return "is not cached"
+    return f"is incomplete (missing {', '.join(missing)})" if missing else None
+
+
+def file_problem(path: Path) -> str | None:
+    """What is wrong with one cached file, or None. A JSON file must parse; a safetensors file must be as
+    long as its header says; and a file whose content the cache names it by (the hub's blobs are named
+    by their sha256, or by git's sha1 for small files) must have that digest. Digests are checked once
+    per file and remembered (by path, size and time) in the course cache."""
+    target = path.resolve()
+    if not target.is_file():
+        return "missing (a link to nothing)"
+    stat = target.stat()
+    key, stamp = str(target), [stat.st_size, stat.st_mtime_ns]
+    checked = _checked_files()
+    if checked.get(key) == stamp:
+        return None
+    if path.suffix == ".json":
+        try:
+            json.loads(target.read_bytes())
+        except ValueError:
+            return "not valid JSON"
+    elif path.suffix == ".safetensors":
+        problem = _safetensors_problem(target, stat.st_size)
+        if problem:
+            return problem
+    if _HEX.fullmatch(target.name):
+        if stat.st_size > 500e6:
+            print(f"[course] checking {path.name} ({stat.st_size / 1e9:.1f} GB) once against its sha256 ...", flush=True)
+        if (_sha256(target) if len(target.name) == 64 else _git_sha1(target)) != target.name:
+            return "contents changed (its digest differs from the name the hub gave it)"
+        checked[key] = stamp
+        _remember_checked(checked)
+    return None
+
+
+def _safetensors_problem(path: Path, size: int) -> str | None:
+    """A safetensors file is an 8-byte header length, a JSON header, then the tensors' bytes."""
+    with open(path, "rb") as file:
+        head = file.read(8)
+        if len(head) < 8:
+            return f"truncated ({size:,} bytes)"
+        length = int.from_bytes(head, "little")
+        try:
+            header = json.loads(file.read(length)) if length < 100e6 else None
+            end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return "not a safetensors file (its header does not parse)"
+    expected = 8 + length + end
+    return None if size == expected else f"{size:,} of {expected:,} bytes"
+
+
+def _checked_files() -> dict:
+    try:
+        return json.loads((course_cache_dir() / "checked-files.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _remember_checked(checked: dict) -> None:
+    path = course_cache_dir() / "checked-files.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+        scratch.write_text(json.dumps(checked, indent=1) + "\n")
+        scratch.replace(path)  # atomic: a reader sees the old record or the new one
+    except OSError:  # a read-only cache only costs checking again next time
+        pass
+
+
+def _git_sha1(path: Path) -> str:
+    """git's name for a file's contents: sha1 of "blob <size>\\0" and the bytes."""
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def is_cached(name: str, cache_dir: str | os.PathLike | None = None) -> bool:
-    """True when the real weights of ``name`` are already on this machine (no network used)."""
-    library = CATALOGUE[name].library if name in CATALOGUE else "transformers"
-    if library == "clip":
-        url = clip_url(name)
-        root = Path(cache_dir) if cache_dir else clip_cache_dir()
-        return url is not None and (root / os.path.basename(url)).is_file()
-    from huggingface_hub import try_to_load_from_cache
+    """True when the real weights of ``name`` are on this machine, intact (no network used). For openai's
+    ``ViT-B/32``: its archive, or the transformers twin it is converted from."""
+    if name in CLIP_TWINS:
+        return openai_archive(name) is not None or is_cached(CLIP_TWINS[name], cache_dir)
+    return name in CATALOGUE and real_problem(name, cache_dir) is None
 
-    cache = str(cache_dir) if cache_dir else None
-    if library == "transformers":
-        config = try_to_load_from_cache(name, "config.json", cache_dir=cache)
-        if not isinstance(config, str):
-            return False
-    return any(isinstance(try_to_load_from_cache(name, f, cache_dir=cache), str)
-               for f in _weights_files(library))
+
+# ---------------------------------------------------------------- fetching the real weights
+
+# What each library loads, as huggingface_hub's (allow, ignore) patterns: fnmatch, "*" crosses "/".
+FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # the repository's top level: config, processor and tokenizer files and safetensors weights
+    # (pytorch_model.bin, tf_model.h5, flax_model.msgpack are the same weights again; onnx/ and
+    # other folders hold exports)
+    "transformers": (("*.json", "*.txt", "*.safetensors"), ("*/*",)),
+    # model_index.json and each component's folder (unet/, vae/, text_encoder/...); not the
+    # single-file checkpoints at the top (v1-5-pruned*.safetensors, several GB each) nor the
+    # fp16 and non-EMA variants from_pretrained does not load by default
+    "diffusers": (("*.json", "*.txt", "*/*.safetensors"), ("*.fp16.*", "*.non_ema.*")),
+}
+# a repository from before safetensors: its weights as the pickle transformers reads with weights_only
+FALLBACK_FILES = {"transformers": ("pytorch_model.bin",),
+                  "diffusers": ("*/diffusion_pytorch_model.bin", "*/pytorch_model.bin")}
+
+
+def download(name: str, cache_dir: str | os.PathLike | None = None) -> None:
+    """Fetch what the course loads of ``name`` into the Hugging Face cache with huggingface_hub's own
+    downloader (progress bars, resumable). Whatever fails, nothing half-written stays behind: the files
+    this call added are removed again, and the error is raised. Its retry warnings are not printed:
+    the caller says what happened in one line."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.file_download import repo_folder_name
+
+    library = CATALOGUE[name].library
+    storage = hf_cache_dir(cache_dir) / repo_folder_name(repo_id=name, repo_type="model")
+    locks = hf_cache_dir(cache_dir) / ".locks" / storage.name
+    before, locks_before = set(_tree(storage)), set(_tree(locks))
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        allow, ignore = FILES[library]
+        where = dict(cache_dir=str(hf_cache_dir(cache_dir)), endpoint=_hub_endpoint())  # the address the probe asked
+        snapshot_download(name, allow_patterns=list(allow), ignore_patterns=list(ignore), **where)
+        if real_problem(name, cache_dir) is not None:  # no safetensors: the older weights file
+            snapshot_download(name, allow_patterns=list(FALLBACK_FILES[library]), **where)
+    except BaseException:
+        _remove_added(storage, before)
+        _remove_added(locks, locks_before)
+        raise
+    finally:
+        logger.setLevel(level)
+
+
+def _tree(folder: Path) -> list[Path]:
+    return list(folder.rglob("*")) if folder.exists() else []
+
+
+def _remove_added(storage: Path, before: set[Path]) -> None:
+    """Remove what a failed download added under ``storage`` (all of it, if it was new)."""
+    if not before:
+        shutil.rmtree(storage, ignore_errors=True)
+        return
+    added = [p for p in _tree(storage) if p not in before]
+    for path in sorted(added, key=lambda p: len(p.parts), reverse=True):  # files before their folders
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _remove_damaged(name: str, cache_dir) -> None:
+    """Before downloading again: drop the cached files of ``name`` that fail :func:`file_problem`
+    (the hub's downloader trusts a blob that is there)."""
+    for group in CATALOGUE[name].needs:
+        for path in group:
+            file = cached_file(name, path, cache_dir)
+            if file is not None and file_problem(file):
+                file.resolve().unlink(missing_ok=True)
+                file.unlink(missing_ok=True)
+
+
+def openai_archive(name: str) -> Path | None:
+    """openai's own archive for ``name`` in clip's cache, when it is there and its sha256 is the one in
+    its address (openai names each file by its digest); None otherwise."""
+    url = clip_url(name)
+    if url is None:
+        return None
+    path = clip_cache_dir() / os.path.basename(url)
+    expected = url.split("/")[-2]
+    if not path.is_file():
+        return None
+    checked, stat = _checked_files(), path.stat()
+    if checked.get(str(path)) != [stat.st_size, stat.st_mtime_ns]:
+        if _sha256(path) != expected:
+            return None
+        checked[str(path)] = [stat.st_size, stat.st_mtime_ns]
+        _remember_checked(checked)
+    return path
+
+
+def download_openai_archive(name: str, timeout: float = PROBE_TIMEOUT_S) -> Path:
+    """Fetch openai's archive for ``name`` into clip's cache, checking its sha256 (the last folder of its
+    address) before it is put in place. Raises on any failure, leaving nothing behind."""
+    url = clip_url(name)
+    if url is None:
+        raise KeyError(f"openai clip has no model named {name!r}")
+    target = clip_cache_dir() / os.path.basename(url)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.incomplete")
+    digest = hashlib.sha256()
+    try:
+        from tqdm.auto import tqdm
+
+        with urllib.request.urlopen(url, timeout=timeout) as source, open(scratch, "wb") as out:
+            total = int(source.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=os.path.basename(url)) as bar:
+                for block in iter(lambda: source.read(1 << 20), b""):
+                    out.write(block)
+                    digest.update(block)
+                    bar.update(len(block))
+        if digest.hexdigest() != url.split("/")[-2]:
+            raise OSError(f"{os.path.basename(url)} arrived damaged (its sha256 differs from openai's)")
+        scratch.replace(target)
+    finally:
+        scratch.unlink(missing_ok=True)
+    return target
 
 
 # ---------------------------------------------------------------- is the hub there?
@@ -211,7 +485,8 @@ def hub_status() -> HubStatus:
     offline (see :func:`go_offline`).
     """
     start = time.perf_counter()
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
+    if _flag("HF_HUB_OFFLINE"):
+        go_offline()  # the variable may have been set after huggingface_hub read it
         return HubStatus(False, "HF_HUB_OFFLINE is set", 0.0)
     outcome: dict[str, BaseException | None] = {}
 
@@ -267,7 +542,12 @@ def standin_built(name: str) -> bool:
 def standin_problem(name: str) -> str | None:
     """What is wrong with the cached stand-in for ``name`` ("is damaged (...)"), or None when it is
     intact. Checks the size of every file, then its sha256 (milliseconds for a few MB)."""
-    folder, version = standin_dir(name), _STANDINS[name].version
+    return folder_problem(standin_dir(name), _STANDINS[name].version)
+
+
+def folder_problem(folder: Path, version: str) -> str | None:
+    """What is wrong with a folder the course built (a stand-in, a converted archive), judged by its
+    ``.complete`` manifest (see :func:`write_manifest`), or None when every file is as recorded."""
     marker = folder / _COMPLETE
     if not folder.is_dir():
         return "is not built"
@@ -295,10 +575,24 @@ def standin_problem(name: str) -> str | None:
             damage.append(f"{rel}: {path.stat().st_size:,} of {size:,} bytes")
     if not damage:  # 2. contents: a file changed in place keeps its size
         damage = [f"{rel}: contents changed (sha256 differs)"
-                  for rel, (_, sha256) in files.items() if _sha256(folder / rel) != sha256]
+                  for rel, (_, sha256) in files.items() if not _same_contents(folder / rel, sha256)]
     damage += [f"{rel}: not in the manifest" for rel in _files(folder)  # hidden ones: .DS_Store and co.
                if rel not in files and not any(part.startswith(".") for part in rel.split("/"))]
     return f"is damaged ({', '.join(damage)})" if damage else None
+
+
+def _same_contents(path: Path, sha256: str) -> bool:
+    """Whether ``path`` hashes to ``sha256``; a large file found so once is not hashed again until its
+    size or modification time changes (a converted CLIP archive is 600 MB)."""
+    stat = path.stat()
+    stamp, checked = [stat.st_size, stat.st_mtime_ns, sha256], _checked_files()
+    if stat.st_size > 50e6 and checked.get(str(path)) == stamp:
+        return True
+    same = _sha256(path) == sha256
+    if same and stat.st_size > 50e6:
+        checked[str(path)] = stamp
+        _remember_checked(checked)
+    return same
 
 
 def write_manifest(folder: Path, version: str) -> dict:
@@ -338,16 +632,23 @@ def build_standin(name: str, rebuild: bool = False, build: Callable[[Path], None
     """
     if name not in _STANDINS:
         raise CheckpointUnavailable(f"the course registers no stand-in for {name!r}")
-    folder, version = standin_dir(name), _STANDINS[name].version
+    return build_checked(standin_dir(name), _STANDINS[name].version, build or _STANDINS[name].build,
+                         f"the cached stand-in for {name}", rebuild)
+
+
+def build_checked(folder: Path, version: str, build: Callable[[Path], None], what: str, rebuild: bool = False) -> Path:
+    """``folder``, built by ``build(scratch)`` into a scratch folder beside it, given its manifest and
+    renamed into place, unless an intact copy of ``version`` is there already. A damaged or outdated
+    copy is rebuilt with one line naming ``what`` and its problem; a failed build leaves nothing."""
     if folder.exists() and not rebuild:
-        problem = standin_problem(name)
+        problem = folder_problem(folder, version)
         if problem is None:
             return folder
-        print(f"[course] the cached stand-in for {name} {problem}; rebuilding it", flush=True)
+        print(f"[course] {what} {problem}; rebuilding it", flush=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
     try:
-        (build or _STANDINS[name].build)(scratch)
+        build(scratch)
         write_manifest(scratch, version)
         _swap_in(scratch, folder)
     finally:
@@ -374,9 +675,10 @@ def _swap_in(new: Path, folder: Path) -> None:
 # ---------------------------------------------------------------- the decision
 
 def resolve(name: str, *, quiet: bool = False, cache_dir: str | os.PathLike | None = None) -> Resolved:
-    """Decide between the real checkpoint ``name`` and its stand-in, and print a banner.
+    """Decide between the real checkpoint ``name`` and its stand-in, and print a one-line banner.
 
-    Never waits more than about ``PROBE_TIMEOUT_S`` for the network, once per process.
+    Asks the network at most once per process, for at most ``PROBE_TIMEOUT_S``; where the hub does
+    not answer, the process goes offline (cached weights or not), so nothing later retries it.
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"resolve() expects a checkpoint name such as 'google/vit-base-patch16-224', got {name!r}")
@@ -385,19 +687,86 @@ def resolve(name: str, *, quiet: bool = False, cache_dir: str | os.PathLike | No
         raise KeyError(f"{name!r} is not a checkpoint the course uses; known: {known}")
     resolved = _decide(name, cache_dir)
     if not quiet:
-        print(resolved.banner)
+        print(resolved.banner, flush=True)
     return resolved
 
 
 def _decide(name: str, cache_dir) -> Resolved:
-    if os.environ.get("COURSE_FORCE_STANDINS", "").lower() in {"1", "true", "yes", "on"}:
+    if _flag("COURSE_FORCE_STANDINS"):
         return _standin(name, "COURSE_FORCE_STANDINS is set")
-    if is_cached(name, cache_dir):
-        return Resolved(name, name, True, "in the local cache")
-    status = hub_status()
-    if status.online:
-        return Resolved(name, name, True, f"{status.reason}; downloads on first use")
-    return _standin(name, f"offline: {status.reason}")
+    if name in CLIP_TWINS:
+        return _decide_openai_clip(name, cache_dir)
+    if name not in CATALOGUE:  # a name only a stand-in is registered for
+        return _standin(name, "the course's own checkpoint")
+    status = hub_status()  # first: offline must mean offline, cached weights or not
+    problem = real_problem(name, cache_dir)
+    if problem is None:
+        return _real(name, name, "in the local cache" if status.online else f"in the local cache; {_offline(status)}")
+    if not status.online:
+        damaged = "" if problem == "is not cached" else f"; the cached copy {problem}"
+        return _standin(name, f"{_offline(status)}{damaged}")
+    if problem != "is not cached":
+        print(f"[course] the cached copy of {name} {problem}; downloading it again", flush=True)
+        _remove_damaged(name, cache_dir)
+    try:
+        download(name, cache_dir)
+    except Exception as error:  # noqa: BLE001 - any failure: one line, and the stand-in
+        return _standin(name, f"the hub answered, but the download failed: {_short(error)}; nothing was kept")
+    problem = real_problem(name, cache_dir)
+    if problem is not None:
+        return _standin(name, f"the hub answered, but the downloaded copy {problem}")
+    return _real(name, name, "downloaded from the hub")
+
+
+def _offline(status: HubStatus) -> str:
+    return f"offline: {status.reason}"
+
+
+def _real(name: str, path: str, reason: str) -> Resolved:
+    return Resolved(name, path, True, reason, trained=not rehearsing())
+
+
+def _decide_openai_clip(name: str, cache_dir) -> Resolved:
+    """openai's ``ViT-B/32`` goes with its transformers twin: real when the twin is, from openai's own
+    archive when it can be had, otherwise converted from the twin's weights (openai's download
+    addresses answer 404 since October 2025: openai/CLIP issue 516)."""
+    twin = _decide(CLIP_TWINS[name], cache_dir)
+    if not twin.real:
+        return _standin(name, f"as its twin {twin.name}: {twin.reason}")
+    archive = openai_archive(name)
+    if archive is not None:
+        return _real(name, str(archive), "openai's archive, in the local cache")
+    why = "openai's archive is not cached and the hub is offline"
+    if hub_status().online:
+        try:
+            return _real(name, str(download_openai_archive(name)), "openai's archive, downloaded")
+        except Exception as error:  # noqa: BLE001 - then the twin's weights, converted
+            why = f"openai's download failed: {_short(error)}"
+    return _real(name, str(converted_clip_archive(name, cache_dir)),
+                 f"{twin.name}'s weights from the local cache, converted for clip.load; {why}")
+
+
+def converted_clip_archive(name: str, cache_dir=None) -> Path:
+    """A ``clip.load``-able archive of ``name`` built from its transformers twin's safetensors (the
+    source of truth) and kept in the course cache with a manifest; rebuilt when the twin changes."""
+    from course_utils.clipformats import save_transformers_for_clip
+
+    twin = CLIP_TWINS[name]
+    weights = cached_file(twin, "model.safetensors", cache_dir) or cached_file(twin, "model.safetensors.index.json", cache_dir)
+    if weights is None:
+        raise CheckpointUnavailable(f"{twin} is cached without safetensors weights, so it cannot be converted for clip.load")
+    source = weights.resolve().name[:16]  # the blob's digest: a new download gives a new version
+    folder = converted_clip_dir(name)
+    if folder_problem(folder, source) == "is not built":
+        print(f"[course] converting {twin} for clip.load (once) ...", flush=True)
+    built = build_checked(folder, source, lambda out: save_transformers_for_clip(weights.parent, out / "model.pt"),
+                          f"the converted archive of {name}")
+    return built / "model.pt"
+
+
+def converted_clip_dir(name: str) -> Path:
+    """Where :func:`converted_clip_archive` keeps the archive it converts for ``name``."""
+    return course_cache_dir() / "converted" / f"{name.replace('/', '-')}-from-{CLIP_TWINS[name].replace('/', '--')}"
 
 
 def _standin(name: str, reason: str) -> Resolved:

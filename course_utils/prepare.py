@@ -8,7 +8,9 @@ Online (the hub answers, see :func:`course_utils.hub.hub_status`), it downloads 
 checkpoint of ``hub.CATALOGUE`` with its library's own downloader: the Hugging Face ones into the
 Hugging Face cache, only the files the library loads (configs, processor and tokenizer files,
 safetensors weights; never the ``.bin`` / ``.h5`` / ``.msgpack`` / ONNX copies of the same
-weights), and openai CLIP's ``ViT-B/32`` into ~/.cache/clip. It reports the disk each one uses.
+weights), and openai CLIP's ``ViT-B/32`` into ~/.cache/clip (where openai's own download fails, as it
+has since October 2025, its transformers twin converted for ``clip.load``). It reports the disk each
+one uses.
 Offline, it builds every stand-in the course registers and reports the time each took.
 
 Before it starts, it says how much it will download or build, about how long that takes and how
@@ -31,19 +33,8 @@ from course_utils.doctor import checkpoint_rows, checkpoint_table
 
 __all__ = ["FILES", "ESTIMATES", "Step", "estimate", "download", "download_all", "build_all", "prepare", "main"]
 
-# What each library loads, as huggingface_hub's (allow, ignore) patterns: fnmatch, "*" crosses "/".
-FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    # the repository's top level: config, processor and tokenizer files and safetensors weights
-    # (pytorch_model.bin, tf_model.h5, flax_model.msgpack are the same weights again; onnx/ and
-    # other folders hold exports)
-    "transformers": (("*.json", "*.txt", "*.safetensors"), ("*/*",)),
-    # model_index.json and each component's folder (unet/, vae/, text_encoder/...); not the
-    # single-file checkpoints at the top (v1-5-pruned*.safetensors, several GB each) nor the
-    # fp16 and non-EMA variants from_pretrained does not load by default
-    "diffusers": (("*.json", "*.txt", "*/*.safetensors"), ("*.fp16.*", "*.non_ema.*")),
-    # one TorchScript archive, fetched (and its sha256 checked) by openai clip's own downloader
-    "clip": ((), ()),
-}
+# What each library loads (the download patterns live with the resolver, which downloads too)
+FILES = hub.FILES
 
 
 @dataclass(frozen=True)
@@ -107,26 +98,29 @@ class Step:
 
 # ---------------------------------------------------------------- online: the real checkpoints
 
-def download(ckpt: hub.Checkpoint, allow: tuple[str, ...], ignore: tuple[str, ...]) -> None:
-    """Fetch ``ckpt``'s files with its library's own downloader, progress bars included."""
-    if ckpt.library == "clip":
-        url = hub.clip_url(ckpt.name)  # imports clip quietly
-        if url is None:
-            raise ValueError(f"openai clip has no model named {ckpt.name!r}")
-        import clip
-
-        clip.clip._download(url, str(hub.clip_cache_dir()))  # downloads only: nothing is unpickled
+def download(ckpt: hub.Checkpoint) -> None:
+    """Fetch ``ckpt``'s files (:func:`course_utils.hub.download`: huggingface_hub's own downloader,
+    progress bars, nothing half-written left on failure). openai's ``ViT-B/32``: openai's archive
+    when its address answers, else its transformers twin converted for ``clip.load``."""
+    if ckpt.library != "clip":
+        hub.download(ckpt.name)
         return
-    from huggingface_hub import snapshot_download
-
-    snapshot_download(ckpt.name, cache_dir=hub.hf_cache_dir(),
-                      allow_patterns=list(allow), ignore_patterns=list(ignore))
+    twin = hub.CLIP_TWINS[ckpt.name]
+    if not hub.is_cached(twin):
+        hub.download(twin)
+    if hub.openai_archive(ckpt.name) is None:
+        try:
+            hub.download_openai_archive(ckpt.name)
+        except Exception as error:  # noqa: BLE001 - openai's addresses answer 404 since October 2025
+            print(f"  openai's archive: {_one_line(error)}; converting {twin} instead", flush=True)
+            hub.converted_clip_archive(ckpt.name)
 
 
 def location(ckpt: hub.Checkpoint) -> Path:
-    """Where ``ckpt``'s real weights live on disk: a folder of the Hugging Face cache, or clip's file."""
+    """Where ``ckpt``'s real weights live on disk: a folder of the Hugging Face cache, or clip's archive."""
     if ckpt.library == "clip":
-        return hub.clip_cache_dir() / os.path.basename(hub.clip_url(ckpt.name) or ckpt.name)
+        archive = hub.openai_archive(ckpt.name)
+        return archive if archive is not None else hub.converted_clip_dir(ckpt.name)
     from huggingface_hub.file_download import repo_folder_name
 
     return hub.hf_cache_dir() / repo_folder_name(repo_id=ckpt.name, repo_type="model")
@@ -156,15 +150,15 @@ def download_all(names: list[str]) -> list[Step]:
             print(f"[{i}/{len(names)}] {name}: a stand-in only, nothing to download")
             steps.append(Step(name, False, 0.0, "a stand-in only"))
             continue
-        allow, ignore = FILES[ckpt.library]
+        allow = FILES.get(ckpt.library, ((),))[0]
         print(f"[{i}/{len(names)}] {name} ({ckpt.library}"
               + (f": {', '.join(allow)}" if allow else "") + ")", flush=True)
         start = time.perf_counter()
         try:
-            download(ckpt, allow, ignore)
+            download(ckpt)
             if not hub.is_cached(name):
-                raise FileNotFoundError(f"the files came, but no weights {ckpt.library} can load "
-                                        "(no safetensors in the repository?)")
+                problem = hub.real_problem(name) if name in hub.CATALOGUE and ckpt.library != "clip" else "is missing"
+                raise FileNotFoundError(f"the files came, but the copy {problem}")
         except Exception as error:  # noqa: BLE001 - report it and go on with the others
             seconds = time.perf_counter() - start
             print(f"  FAILED after {seconds:.1f} s: {_one_line(error)}")

@@ -85,11 +85,20 @@ def test_offline_without_a_standin_says_what_is_missing(monkeypatch, tmp_path):
         hub.resolve(NAME, cache_dir=tmp_path)
 
 
+def _save_tiny_repo(folder: Path):
+    """What the course loads from a ViT checkpoint: config, image processor, weights."""
+    from transformers import ViTImageProcessor
+
+    model = _tiny_vit()
+    model.save_pretrained(folder)
+    ViTImageProcessor(size={"height": 16, "width": 16}).save_pretrained(folder)
+    return model
+
+
 def test_model_in_a_hub_layout_cache_is_real_and_loads_offline(monkeypatch, tmp_path, capsys):
     from transformers import ViTForImageClassification
 
-    original = _tiny_vit()
-    original.save_pretrained(tmp_path / "saved")
+    original = _save_tiny_repo(tmp_path / "saved")
     cache = tmp_path / "hf-cache"
     _lay_out_like_the_hub(tmp_path / "saved", cache, NAME)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the cache alone must be enough
@@ -110,11 +119,13 @@ def test_config_without_weights_is_not_cached(tmp_path):
     assert not hub.is_cached(NAME, tmp_path / "hf-cache")
 
 
-def test_hub_that_answers_means_real(monkeypatch, tmp_path):
+def test_hub_that_answers_is_asked_once_per_process(monkeypatch, tmp_path):
     asked = []
     monkeypatch.setattr(hub, "_probe_hub", lambda url, timeout: asked.append(url))
-    resolved = hub.resolve(NAME, cache_dir=tmp_path, quiet=True)
-    assert resolved.real and resolved.path == NAME and "downloads on first use" in resolved.reason
+    monkeypatch.setattr(hub, "download", lambda name, cache_dir=None: (_ for _ in ()).throw(ConnectionError("no")))
+    _register_tiny_standin([])
+    hub.register_standin("facebook/convnext-tiny-224", lambda folder: _tiny_vit().save_pretrained(folder), about="x")
+    assert not hub.resolve(NAME, cache_dir=tmp_path, quiet=True).real  # the download failed: stand-in
     hub.resolve("facebook/convnext-tiny-224", cache_dir=tmp_path, quiet=True)
     assert len(asked) == 1, "the hub must be asked once per process, not once per checkpoint"
     assert os.environ.get("HF_HUB_OFFLINE") is None
@@ -309,3 +320,220 @@ def test_unknown_names_and_bad_input_are_explained():
         hub.resolve("someone/else")
     with pytest.raises(TypeError, match="expects a checkpoint name"):
         hub.resolve(None)
+
+
+# ---------------------------------------------------------------- the real path: offline means offline, failures fall back
+
+def _repo_files(tmp_path) -> dict[str, bytes]:
+    folder = tmp_path / "repo"
+    _save_tiny_repo(folder)
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def _quiet_about_retries(text: str) -> None:
+    for word in ("Retrying", "retry", "Trying to resume", "Traceback"):
+        assert word not in text, f"printed {word!r}: {text}"
+
+
+def test_cached_weights_and_no_network_go_offline_at_once(monkeypatch, tmp_path, capfd):
+    """A classroom after prepare: the hub hangs up on every connection; the cache holds the weights.
+    The process must go offline, so one from_pretrained reads the cache and never asks again."""
+    from fake_hub import FakeHub
+    from transformers import ViTForImageClassification, ViTImageProcessor  # imported first: the timing is the course's
+
+    cache = tmp_path / "hf-cache"
+    _save_tiny_repo(tmp_path / "saved")
+    _lay_out_like_the_hub(tmp_path / "saved", cache, NAME)
+    with FakeHub({}, fault="hangup") as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        start = time.perf_counter()
+        resolved = hub.resolve(NAME, cache_dir=cache)
+        ViTImageProcessor.from_pretrained(resolved.path, cache_dir=cache)
+        ViTForImageClassification.from_pretrained(resolved.path, cache_dir=cache)
+        seconds = time.perf_counter() - start
+        assert len(server.requests) <= 1, f"after the probe nothing may ask the hub: {server.requests}"
+    out = capfd.readouterr()
+    assert resolved.real and "in the local cache; offline: the hub cannot be reached" in resolved.reason
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert out.out.strip().splitlines() == [resolved.banner]
+    _quiet_about_retries(out.out + out.err)
+    assert seconds <= 3.0, f"resolve and from_pretrained took {seconds:.1f} s"
+
+
+def test_a_hub_that_answers_is_downloaded_from_and_checked(monkeypatch, tmp_path, capfd):
+    from fake_hub import FakeHub
+    from transformers import ViTForImageClassification
+
+    files = _repo_files(tmp_path)
+    cache = tmp_path / "hf-cache"
+    with FakeHub({NAME: files}) as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        resolved = hub.resolve(NAME, cache_dir=cache)
+    assert resolved.real and resolved.reason == "downloaded from the hub", resolved
+    assert hub.real_problem(NAME, cache) is None
+    ViTForImageClassification.from_pretrained(NAME, cache_dir=cache, local_files_only=True)
+    _quiet_about_retries(capfd.readouterr().out)
+
+
+@pytest.mark.parametrize("fault", ["drop", "truncate"])
+def test_a_download_that_fails_part_way_gives_one_line_the_standin_and_leaves_nothing(fault, monkeypatch, tmp_path, capfd):
+    from fake_hub import FakeHub
+
+    calls = []
+    _register_tiny_standin(calls)
+    cache = tmp_path / "hf-cache"
+    with FakeHub({NAME: _repo_files(tmp_path)}, fault=fault) as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        resolved = hub.resolve(NAME, cache_dir=cache)
+        assert any("model.safetensors" in r for r in server.requests), "the weights were never asked for"
+    out = capfd.readouterr()
+    lines = [line for line in out.out.splitlines() if line.startswith("[course]")]
+    assert lines == [resolved.banner] and not resolved.real and len(calls) == 1
+    assert "the hub answered, but the download failed: " in resolved.reason and "nothing was kept" in resolved.reason
+    _quiet_about_retries(out.out + "\n".join(line for line in out.err.splitlines() if "%" not in line))  # tqdm bars aside
+    leftovers = [p.relative_to(cache).as_posix() for p in cache.rglob("*") if p.is_file()] if cache.exists() else []
+    assert leftovers in ([], ["CACHEDIR.TAG"]), f"a half-written cache: {leftovers}"  # the tag marks the cache folder
+
+
+def test_an_unreachable_hub_gives_the_standin_in_one_line(monkeypatch, tmp_path, capfd):
+    import socket
+
+    calls = []
+    _register_tiny_standin(calls)
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed.getsockname()[1]}")
+        resolved = hub.resolve(NAME, cache_dir=tmp_path / "empty")
+    out = capfd.readouterr()
+    assert not resolved.real and resolved.reason.startswith("offline: the hub cannot be reached")
+    assert out.out.strip().splitlines() == [resolved.banner]
+    _quiet_about_retries(out.out + out.err)
+
+
+def _flip_a_weights_byte(cache: Path) -> Path:
+    blob = next(p for p in (cache / f"models--{NAME.replace('/', '--')}" / "blobs").iterdir()
+                if p.stat().st_size > 1000 and p.read_bytes()[8:9] == b"{")  # the safetensors file
+    data = bytearray(blob.read_bytes())
+    data[-10] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    return blob
+
+
+def test_a_corrupt_cached_file_offline_gives_one_line_and_the_standin(monkeypatch, tmp_path, capfd):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    calls = []
+    _register_tiny_standin(calls)
+    cache = tmp_path / "hf-cache"
+    _save_tiny_repo(tmp_path / "saved")
+    _lay_out_like_the_hub(tmp_path / "saved", cache, NAME)
+    assert hub.resolve(NAME, cache_dir=cache, quiet=True).real
+    blob = _flip_a_weights_byte(cache)
+    resolved = hub.resolve(NAME, cache_dir=cache)
+    out = capfd.readouterr().out
+    assert not resolved.real and out.strip().splitlines() == [resolved.banner]
+    assert "the cached copy is damaged (model.safetensors: contents changed" in resolved.reason
+    assert blob.exists(), "offline, the course reports a damaged file; it does not delete the user's cache"
+    blob.write_bytes(blob.read_bytes()[:-20])  # now truncated as well: found without hashing
+    assert "model.safetensors: " in hub.real_problem(NAME, cache) and " of " in hub.real_problem(NAME, cache)
+
+
+def test_a_corrupt_cached_file_online_is_downloaded_again(monkeypatch, tmp_path, capfd):
+    from fake_hub import FakeHub
+
+    files = _repo_files(tmp_path)
+    cache = tmp_path / "hf-cache"
+    with FakeHub({NAME: files}) as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        assert hub.resolve(NAME, cache_dir=cache, quiet=True).real
+        _flip_a_weights_byte(cache)
+        resolved = hub.resolve(NAME, cache_dir=cache)
+    out = capfd.readouterr().out
+    assert f"[course] the cached copy of {NAME} is damaged (model.safetensors: contents changed" in out
+    assert resolved.real and hub.real_problem(NAME, cache) is None
+
+
+def test_a_rehearsal_marks_real_weights_untrained(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cache = tmp_path / "hf-cache"
+    _save_tiny_repo(tmp_path / "saved")
+    _lay_out_like_the_hub(tmp_path / "saved", cache, NAME)
+    assert hub.resolve(NAME, cache_dir=cache, quiet=True).trained
+    monkeypatch.setenv("COURSE_REHEARSAL", "1")
+    resolved = hub.resolve(NAME, cache_dir=cache, quiet=True)
+    assert resolved.real and not resolved.trained and "rehearsal: random weights" in resolved.banner
+    _register_tiny_standin([])
+    monkeypatch.setenv("COURSE_FORCE_STANDINS", "1")
+    assert hub.resolve(NAME, cache_dir=cache, quiet=True).trained  # stand-ins are always trained
+
+
+# ---------------------------------------------------------------- openai's ViT-B/32 and its transformers twin
+
+TWIN = "openai/clip-vit-base-patch32"
+
+
+def _tiny_clip_repo(folder: Path):
+    """A CLIPModel the size of a test, with openai's vocabulary and 77 tokens, weights rounded to half
+    precision as the hub's (openai's fp16 weights stored as float32)."""
+    from transformers import CLIPConfig, CLIPModel
+
+    from course_utils.clipformats import clip_processor, write_clip_vocabulary
+
+    torch.manual_seed(0)
+    tower = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=1, num_attention_heads=1)  # openai: MLP 4 x width
+    config = CLIPConfig(text_config=dict(tower, vocab_size=49408, max_position_embeddings=77, hidden_act="quick_gelu"),
+                        vision_config=dict(tower, image_size=32, patch_size=8, hidden_act="quick_gelu"), projection_dim=32)
+    model = CLIPModel(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    model.save_pretrained(folder)
+    processor = clip_processor(32)  # the files the hub publishes: the image processor's, the tokenizer's
+    processor.image_processor.save_pretrained(folder)
+    processor.tokenizer.save_pretrained(folder)
+    write_clip_vocabulary(folder)
+    return model
+
+
+def test_the_clip_twins_resolve_together_and_clip_load_reads_the_converted_twin(monkeypatch, tmp_path, capsys):
+    from course_utils.miniclip import import_clip
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("COURSE_CLIP_CACHE", str(tmp_path / "clip"))  # no openai archive there
+    hub.register_standin(TWIN, lambda folder: None, about="the twin's stand-in")
+    hub.register_standin("ViT-B/32", lambda folder: (folder / "model.pt").write_bytes(b"x"), about="mini", entry="model.pt")
+    cache = tmp_path / "hf-cache"
+    assert not hub.resolve("ViT-B/32", cache_dir=cache, quiet=True).real  # no twin: both stand-ins
+    assert "as its twin openai/clip-vit-base-patch32: offline" in hub.resolve("ViT-B/32", cache_dir=cache, quiet=True).reason
+
+    model = _tiny_clip_repo(tmp_path / "twin")
+    _lay_out_like_the_hub(tmp_path / "twin", cache, TWIN)
+    resolved = hub.resolve("ViT-B/32", cache_dir=cache)
+    assert resolved.real and resolved.path.endswith("model.pt") and "converted for clip.load" in resolved.reason
+    assert "[course] converting openai/clip-vit-base-patch32 for clip.load (once)" in capsys.readouterr().out
+    assert hub.resolve("ViT-B/32", cache_dir=cache, quiet=True).path == resolved.path  # built once, then checked
+    assert capsys.readouterr().out == ""
+
+    clip = import_clip()
+    loaded, preprocess = clip.load(resolved.path, device="cpu")
+    images, tokens = torch.rand(2, 3, 32, 32), clip.tokenize(["a red circle", "a blue cross"])
+    with torch.no_grad():
+        ours = loaded(images, tokens)[0].softmax(-1)
+        theirs = model(input_ids=tokens, pixel_values=images).logits_per_image.softmax(-1)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+
+def test_openais_own_archive_is_used_when_its_digest_matches(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("COURSE_CLIP_CACHE", str(tmp_path / "clip"))
+    cache = tmp_path / "hf-cache"
+    _tiny_clip_repo(tmp_path / "twin")
+    _lay_out_like_the_hub(tmp_path / "twin", cache, TWIN)
+    archive = tmp_path / "clip" / "ViT-B-32.pt"
+    archive.parent.mkdir()
+    archive.write_bytes(b"openai's archive")
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    monkeypatch.setattr(hub, "clip_url", lambda name: f"https://openaipublic.example/clip/models/{digest}/ViT-B-32.pt")
+    resolved = hub.resolve("ViT-B/32", cache_dir=cache, quiet=True)
+    assert resolved.real and resolved.path == str(archive) and "openai's archive" in resolved.reason
+    archive.write_bytes(b"openai's archive, changed")  # a damaged archive is not used: the twin is converted
+    assert hub.openai_archive("ViT-B/32") is None

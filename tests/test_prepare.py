@@ -1,4 +1,5 @@
 """``python -m course_utils prepare``: download the real checkpoints online, build the stand-ins offline."""
+import json
 import os
 import re
 import subprocess
@@ -113,26 +114,34 @@ def test_offline_rebuilds_a_damaged_standin_with_its_message(quick_standins, cap
 # ---------------------------------------------------------------- online: the downloads, faked
 
 def _fake_hub_download(tmp_path, calls, fail=()):
-    """Stands in for prepare.download: records its arguments and writes what the library would."""
+    """Stands in for prepare.download: records its calls and writes the files the course loads (the
+    first of each group of ``needs``: valid JSON, valid safetensors), in the hub's cache layout."""
+    import torch
+    from safetensors.torch import save_file
 
-    def download(ckpt, allow, ignore):
-        calls[ckpt.name] = (ckpt.library, allow, ignore)
+    def download(ckpt):
+        calls[ckpt.name] = ckpt.library
         if ckpt.name in fail:
             raise ConnectionError("the hub hung up\n(a long traceback)")
-        if ckpt.library == "clip":
-            hub.clip_cache_dir().mkdir(parents=True, exist_ok=True)
-            (hub.clip_cache_dir() / "ViT-B-32.pt").write_bytes(b"c" * 3_000_000)
+        if ckpt.library == "clip":  # its transformers twin came just before: it is converted when first resolved
             return
         saved = tmp_path / "downloaded" / ckpt.name
-        weights = "unet/diffusion_pytorch_model.safetensors" if ckpt.library == "diffusers" else "model.safetensors"
-        files = {"model_index.json" if ckpt.library == "diffusers" else "config.json": b"{}" * 500,
-                 weights: b"w" * 2_000_000}
-        for rel, data in files.items():
-            (saved / rel).parent.mkdir(parents=True, exist_ok=True)
-            (saved / rel).write_bytes(data)
+        for group in ckpt.needs:
+            path = saved / group[0]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.suffix == ".safetensors":
+                save_file({"w": torch.zeros(500_000)}, str(path))  # 2 MB of weights
+            else:
+                path.write_text(json.dumps({"pad": "x" * 990}) if path.suffix == ".json" else "#version: 0.2\n")
         _lay_out_like_the_hub(saved, hub.hf_cache_dir(), ckpt.name)  # blobs/, and snapshots/ linking to them
 
     return download
+
+
+def _blob_bytes(name: str) -> int:
+    """What the fake download of ``name`` put on disk: its blobs and refs/main (links are not counted)."""
+    root = hub.hf_cache_dir() / ("models--" + name.replace("/", "--"))
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def test_online_downloads_every_checkpoint_with_its_files_and_sums_the_disk(monkeypatch, caches, capsys):
@@ -146,23 +155,21 @@ def test_online_downloads_every_checkpoint_with_its_files_and_sums_the_disk(monk
 
     assert prepare.prepare() == 1  # one download failed, and it has no stand-in
     out = capsys.readouterr().out
-    assert list(calls) == list(hub.CATALOGUE)  # every checkpoint, in order, failure or not
-    for name, (library, allow, ignore) in calls.items():
-        assert library == hub.CATALOGUE[name].library and (allow, ignore) == prepare.FILES[library]
+    assert calls == {name: c.library for name, c in hub.CATALOGUE.items()}  # every checkpoint, failure or not
+    assert list(calls) == list(hub.CATALOGUE)  # in order
     steps = {s.name: s for s in kept}
-    hf_bytes = 1000 + 2_000_000 + 40  # config (or model_index), weights, refs/main; snapshot links not counted
     for name, ckpt in hub.CATALOGUE.items():
         if name in fail:
             assert not steps[name].ok and steps[name].bytes == 0
         else:
-            assert steps[name].ok and steps[name].bytes == (3_000_000 if ckpt.library == "clip" else hf_bytes)
+            assert steps[name].ok and steps[name].bytes == (0 if ckpt.library == "clip" else _blob_bytes(name)) > -1
+    assert steps["google/vit-base-patch16-224"].bytes > 2_000_000
     total = sum(s.bytes for s in kept)
-    assert total == 3_000_000 + 6 * hf_bytes
     assert f"downloaded 7 of 8 checkpoints: {total / 1e6:.1f} MB on disk in all; failed: {', '.join(fail)}" in out
     assert "  FAILED after 0.0 s: ConnectionError: the hub hung up\n" in out
     assert "[course] prepare: about 7.95 GB to download: 3 min at 50 MB/s, 13 min at 10 MB/s; " in out
-    assert "  2.0 MB on disk at " in out and "  3.0 MB on disk at " in out
     assert re.search(r"  google/vit-base-patch16-224 +ch 03  real: in the local cache\n", out)
+    assert re.search(r"  ViT-B/32 +ch 05  real: in the local cache\n", out)  # its twin is there, to be converted
     assert out.rstrip().splitlines()[-2] == (  # then the time and disk it took
         "prepare: 7 of 8 checkpoint(s) ready for offline use (7 real, 0 stand-in); "
         "missing: microsoft/beit-base-patch16-224")
