@@ -38,6 +38,7 @@ __all__ = ["Family", "SWIN", "BEIT", "DEIT", "CONVNEXT", "FAMILIES", "build_mode
 class Family:
     """One architecture family as transformers names it, at the tiny size the course trains on digits."""
 
+    name: str                 # the family, as the course names it ("swin", "beit", "deit", "convnext")
     model_type: str           # transformers' model_type: picks the config class (SwinConfig, ...)
     model: str                # the transformers model class, e.g. "SwinForImageClassification"
     processor: str            # the image processor class of the real checkpoint (transformers' name)
@@ -46,13 +47,14 @@ class Family:
     training: TrainConfig     # the recipe for course_utils.vit.train_classifier; unnamed settings are
                               # TrainConfig's defaults: batch 64, AdamW (weight decay 0.05), 10% warm-up,
                               # augmentation, seed 0
-    processor_size: dict = field(default_factory=dict)  # the processor's size arguments, when not {height, width}
+    processor_size: dict = field(default_factory=dict)  # the processor's size and crop arguments, when not
+                                                        # {height, width} of image_size and no crop
 
 
 # Swin: 32 px, patch 4 -> an 8 x 8 grid in 4 x 4 windows (shifted every other block); patch merging
 # -> 4 x 4, one window. 32 = patch 4 x window 4 x 2 stages, so every stage tiles into whole windows.
 SWIN = Family(
-    model_type="swin", model="SwinForImageClassification", processor="ViTImageProcessor", image_size=32,
+    name="swin", model_type="swin", model="SwinForImageClassification", processor="ViTImageProcessor", image_size=32,
     shape=dict(
         patch_size=4,          # P: 4 x 4 pixel patches, as Swin-B
         embed_dim=32,          # C of stage 1; doubles at each patch merging (32, 64)
@@ -78,7 +80,7 @@ _VIT_SHAPE = dict(
 
 # BEiT: a ViT with per-layer relative position biases, layer scale, and a mean-pooled head.
 BEIT = Family(
-    model_type="beit", model="BeitForImageClassification", processor="BeitImageProcessor", image_size=_VIT.image_size,
+    name="beit", model_type="beit", model="BeitForImageClassification", processor="BeitImageProcessor", image_size=_VIT.image_size,
     shape=dict(
         **_VIT_SHAPE,
         use_relative_position_bias=True,        # a learned bias per relative offset in each layer, as BEiT-B
@@ -89,15 +91,20 @@ BEIT = Family(
     ),
     training=TrainConfig(epochs=30, lr=3e-3))
 
-# DeiT: a ViT with a distillation token beside [CLS]; DeiTForImageClassification's head reads [CLS].
+# DeiT: the published facebook/deit-base-patch16-224 is DeiT without the distillation token, that is a plain
+# ViT trained data-efficiently: its config says model_type "vit" and transformers loads it as a
+# ViTForImageClassification, with DeiT's own image processor (resize, then centre crop). So is the stand-in.
 DEIT = Family(
-    model_type="deit", model="DeiTForImageClassification", processor="DeiTImageProcessor", image_size=_VIT.image_size,
-    shape=dict(**_VIT_SHAPE),
-    training=TrainConfig(epochs=20, lr=2e-3))
+    name="deit", model_type="vit", model="ViTForImageClassification", processor="DeiTImageProcessor",
+    image_size=_VIT.image_size, shape=dict(**_VIT_SHAPE),
+    training=TrainConfig(epochs=20, lr=2e-3),
+    # DeiTImageProcessor resizes, then crops the centre (DeiT-B: 256, then 224); here the crop keeps the whole digit
+    processor_size=dict(size={"height": _VIT.image_size, "width": _VIT.image_size},
+                        crop_size={"height": _VIT.image_size, "width": _VIT.image_size}, do_center_crop=True))
 
 # ConvNeXt: a 4 x 4 patchify stem, then stages of depthwise 7 x 7 conv blocks with 2 x 2 downsampling between.
 CONVNEXT = Family(
-    model_type="convnext", model="ConvNextForImageClassification", processor="ConvNextImageProcessor", image_size=32,
+    name="convnext", model_type="convnext", model="ConvNextForImageClassification", processor="ConvNextImageProcessor", image_size=32,
     shape=dict(
         patch_size=4,               # the stem: a 4 x 4 stride-4 conv, 32 px -> 8 x 8
         num_stages=2,               # 8 x 8, then 4 x 4 (ConvNeXt-T: 4 stages)
@@ -108,9 +115,9 @@ CONVNEXT = Family(
     ),
     training=TrainConfig(epochs=10, lr=3e-3),
     # ConvNextImageProcessor sizes by the shortest edge and crops crop_pct of it; 1.0 keeps the whole digit
-    processor_size=dict(size={"shortest_edge": 32}, crop_pct=1.0))
+    processor_size=dict(size={"shortest_edge": 32}, crop_pct=1.0, do_center_crop=False))
 
-FAMILIES: dict[str, Family] = {f.model_type: f for f in (SWIN, BEIT, DEIT, CONVNEXT)}
+FAMILIES: dict[str, Family] = {f.name: f for f in (SWIN, BEIT, DEIT, CONVNEXT)}
 
 
 # ---------------------------------------------------------------- the model, and the adapter for training
@@ -146,12 +153,13 @@ class ImagesToLogits(nn.Module):
 def image_processor(family: Family):
     """The image processor ``AutoImageProcessor`` loads beside the stand-in: the real checkpoint's class,
     resizing to ``family.image_size``, rescaling by 1/255 and normalising with ``IMAGE_MEAN`` /
-    ``IMAGE_STD`` (no crop): what ``course_utils.vit.normalize`` does to the same image in [0, 1]."""
+    ``IMAGE_STD`` (no crop, or one that keeps the whole image): what ``course_utils.vit.normalize`` does
+    to the same image in [0, 1]."""
     import transformers
 
-    size = family.processor_size or dict(size={"height": family.image_size, "width": family.image_size})
+    size = dict(size={"height": family.image_size, "width": family.image_size}, do_center_crop=False)
     return getattr(transformers, family.processor)(
-        do_resize=True, **size, do_center_crop=False, do_rescale=True, rescale_factor=1 / 255,
+        do_resize=True, **(size | family.processor_size), do_rescale=True, rescale_factor=1 / 255,
         do_normalize=True, image_mean=list(IMAGE_MEAN), image_std=list(IMAGE_STD))
 
 
@@ -169,7 +177,7 @@ def train_family(family: Family, training: TrainConfig | None = None,
     torch.manual_seed(training.seed)
     model = build_model(family)
     history = train_classifier(ImagesToLogits(model), data.x_train, data.y_train, training, data.x_test, data.y_test,
-                               progress=progress, desc=f"{family.model_type} on digits")
+                               progress=progress, desc=f"{family.name} on digits")
     return model.eval(), history
 
 

@@ -84,7 +84,7 @@ def _build_classifier(folder, name, model=None, history=None, training=None):
         training = CLASSIFIER_TRAINING or family.training
         model, history = train_family(family, training, progress=True)
     export_classifier(model, family, folder, notes=_notes(
-        name, f"course_utils.classifiers.train_family(FAMILIES[{family.model_type!r}])", family.image_size,
+        name, f"course_utils.classifiers.train_family(FAMILIES[{family.name!r}])", family.image_size,
         training or family.training, history,
         family={k: v for k, v in asdict(family).items() if k != "training"}, parameters=model.num_parameters()))
 
@@ -98,17 +98,18 @@ def save_classifier_standin(name, model, history, training=None):
                          build=lambda folder: _build_classifier(folder, name, model, history, training))
 
 
-def _register_classifier(name: str, family: str, about: str) -> None:
+def _register_classifier(name: str, family: str, about: str, version: str = "1") -> None:
     CLASSIFIER_STANDINS[name] = family
-    register_standin(name, build=lambda folder: _build_classifier(folder, name), about=about, version="1")
+    register_standin(name, build=lambda folder: _build_classifier(folder, name), about=about, version=version)
 
 
 _register_classifier("microsoft/swin-base-patch4-window7-224", "swin",
                      about="a 2-stage Swin trained by the course on digits (32 px, 10 classes)")
 _register_classifier("microsoft/beit-base-patch16-224", "beit",
                      about="a 4-layer BEiT trained by the course on digits (16 px, 10 classes)")
-_register_classifier("facebook/deit-base-patch16-224", "deit",
-                     about="a 4-layer DeiT trained by the course on digits (16 px, 10 classes)")
+_register_classifier("facebook/deit-base-patch16-224", "deit", version="2",  # 2: a ViTForImageClassification, as published
+                     about="a 4-layer ViT (DeiT-B is one: no distillation token) trained by the course on digits "
+                           "(16 px, 10 classes)")
 _register_classifier("facebook/convnext-tiny-224", "convnext",
                      about="a 2-stage ConvNeXt trained by the course on digits (32 px, 10 classes)")
 

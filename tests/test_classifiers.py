@@ -1,5 +1,6 @@
 """Chapter 04's stand-ins: Swin, BEiT, DeiT and ConvNeXt trained on digits, loaded through the Auto classes."""
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,23 @@ def test_standin_builds_and_loads_through_the_auto_classes(name, monkeypatch, tm
     notes = json.loads((Path(resolved.path) / "training.json").read_text())
     assert notes["training"]["epochs"] == 1 and notes["parameters"] == model.num_parameters()
     assert 0.0 <= notes["test_accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("name", STANDINS)
+def test_each_standin_has_the_published_checkpoints_classes(name):
+    """What AutoModelForImageClassification and AutoImageProcessor pick for the real checkpoint (its published
+    config.json and preprocessor_config.json) is what they pick for its stand-in."""
+    from transformers import AutoImageProcessor
+
+    from course_utils.rehearse import published_files
+
+    published = published_files(name)
+    family = FAMILIES[STANDINS[name]]
+    assert [family.model] == published["config.json"]["architectures"]
+    assert family.model_type == published["config.json"]["model_type"]
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "preprocessor_config.json").write_text(json.dumps(published["preprocessor_config.json"]))
+        assert type(AutoImageProcessor.from_pretrained(folder)).__name__ == family.processor
 
 
 @pytest.mark.parametrize("family", FAMILIES)
