@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from course_utils.remember import remembered
+
 
 # ---------------------------------------------------------------- classifier-free guidance
 
@@ -273,6 +275,7 @@ class DiffusionHistory:
         return asdict(self)
 
 
+@remembered
 def train_diffusion(model: nn.Module, images: torch.Tensor, betas: torch.Tensor,
                     config: DiffusionTrainConfig = DiffusionTrainConfig(), progress: bool = True,
                     desc: str = "diffusion") -> DiffusionHistory:

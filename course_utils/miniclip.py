@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_utils import shapes as S
+from course_utils.remember import remembered
 from course_utils.vit import ConvStem
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # openai CLIP's image normalisation (clip.clip._transform)
@@ -214,6 +215,7 @@ def eval_sets(size: int = 500, image_size: int = 32):
             S.make_shapes(size, image_size, seed=10**6, split="heldout"))
 
 
+@remembered
 def train_clip(model: nn.Module, config: ClipTrainConfig = ClipTrainConfig(), progress: bool = True,
                desc: str = "mini-CLIP") -> ClipHistory:
     """Train a mini-CLIP on an endless stream of captioned shapes (training pairs only); return its history."""

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from course_utils.remember import remembered
 from course_utils.shapes import HELD_OUT, PAIRS, make_shapes
 
 # Shape legend: B batch, C channels, H x W pixels (32 x 32), h x w latent positions (16 x 16),
@@ -173,6 +174,29 @@ def pipeline(parts: SDParts):
                                    feature_extractor=None, requires_safety_checker=False)
 
 
+def seconds_per_image(pipe, steps: int, guidance: bool = True) -> float:
+    """What one image costs ``pipe`` on its device at its default size, measured before sampling: one UNet
+    call (on two latents with guidance: the prompt's and the empty prompt's, in one batch) times
+    ``steps``, plus one VAE decode. The first call also pays for warming up, so it errs on the long side."""
+    unet, device, dtype = pipe.unet, pipe.unet.device, pipe.unet.dtype
+    size = unet.config.sample_size
+    latents = torch.randn(2 if guidance else 1, unet.config.in_channels, size, size, device=device, dtype=dtype)
+    context = torch.randn(len(latents), pipe.tokenizer.model_max_length, unet.config.cross_attention_dim,
+                          device=device, dtype=dtype)
+
+    def timed(call) -> float:
+        start = time.perf_counter()
+        with torch.no_grad():
+            call()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    per_step = timed(lambda: unet(latents, 500, encoder_hidden_states=context))  # (2, 4, h, w): one step
+    decode = timed(lambda: pipe.vae.decode(latents[:1] / pipe.vae.config.scaling_factor))  # -> (1, 3, 8h, 8w)
+    return steps * per_step + decode
+
+
 class PromptCache:
     """Token embeddings (L, E) of each prompt, computed once: the text encoder is frozen."""
 
@@ -282,6 +306,7 @@ def _ema_update(ema_model, model, decay: float) -> None:
             e.lerp_(p, 1 - decay)
 
 
+@remembered
 def train_unet(parts: SDParts, config: SDTrainConfig = SDTrainConfig(), judge=None, progress: bool = True,
                desc: str = "UNet", on_eval=None) -> tuple[torch.nn.Module, SDHistory]:
     """Text-conditioned latent diffusion on the captioned shapes, epsilon objective.

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from course_utils.remember import remembered
 from course_utils.transformer import TransformerEncoderBlock
 
 __all__ = [
@@ -406,6 +407,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
     return correct / len(images)
 
 
+@remembered
 def train_classifier(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
                      config: TrainConfig = TrainConfig(), x_test: torch.Tensor | None = None,
                      y_test: torch.Tensor | None = None, progress: bool = True, desc: str = "training") -> History:

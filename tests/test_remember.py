@@ -1,0 +1,64 @@
+"""A live training the course ran once is remembered: the same call again loads what the first one left."""
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from course_utils import seed_everything
+from course_utils.vit import TrainConfig, train_classifier
+
+
+@pytest.fixture(autouse=True)
+def empty_course_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_UTILS_CACHE", str(tmp_path))
+    monkeypatch.delenv("COURSE_RETRAIN", raising=False)
+
+
+def _data():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 1, 8, 8, generator=g)
+    return x, (x.mean(dim=(1, 2, 3)) > 0.5).long()
+
+
+def _run(seed=0, lr=1e-2):
+    seed_everything(seed)  # as a notebook does at its top: torch, NumPy and Python
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+    x, y = _data()
+    history = train_classifier(model, x, y, TrainConfig(epochs=2, batch_size=16, lr=lr, augment=False), progress=False)
+    after = (torch.rand(3), np.random.rand(2), random.random())  # what the next cell would draw
+    return model, history, after
+
+
+def test_the_same_training_is_loaded_and_leaves_the_same_random_state(capsys, tmp_path):
+    first, history, after = _run()
+    assert "ran before" not in capsys.readouterr().out
+    again, history_again, after_again = _run()
+    out = capsys.readouterr().out
+    assert "[course] train_classifier: this training ran before on this machine" in out
+    torch.testing.assert_close(again.state_dict(), first.state_dict(), rtol=0, atol=0)
+    assert history_again == history and type(history_again) is type(history)
+    torch.testing.assert_close(after_again[0], after[0], rtol=0, atol=0)  # as if it had trained: the same draws after
+    assert after_again[1].tolist() == after[1].tolist() and after_again[2] == after[2]
+    assert len(list((tmp_path / "trained").iterdir())) == 1
+
+
+def test_another_configuration_start_or_a_retrain_request_trains(capsys, monkeypatch, tmp_path):
+    _run()
+    _run(lr=2e-2)  # another configuration
+    _run(seed=1)  # other starting weights
+    assert "ran before" not in capsys.readouterr().out
+    monkeypatch.setenv("COURSE_RETRAIN", "1")
+    _run()
+    assert "ran before" not in capsys.readouterr().out
+    assert len(list((tmp_path / "trained").iterdir())) == 3
+
+
+def test_a_damaged_record_is_trained_again(capsys, tmp_path):
+    first, _, _ = _run()
+    record = next((tmp_path / "trained").iterdir()) / "state.safetensors"
+    record.write_bytes(record.read_bytes()[:100])
+    again, _, _ = _run()
+    assert "could not be read" in capsys.readouterr().out
+    torch.testing.assert_close(again.state_dict(), first.state_dict(), rtol=0, atol=0)
