@@ -15,9 +15,12 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/ $(ROOT_FLAG)
 
 # Tests always take the stand-in path, so they give the same outputs on every machine and never
-# download gigabytes; the notebooks themselves use real checkpoints wherever they can.
+# download gigabytes; the notebooks themselves use real checkpoints wherever they can. Then the real
+# path is rehearsed: every notebook that resolves a checkpoint runs against a local cache of the real
+# checkpoints (published configurations, random weights), offline (see README.md).
 test: $(STAMP)
 	COURSE_FORCE_STANDINS=1 $(BIN)/python -m pytest
+	$(BIN)/python -m course_utils rehearse --real-only
 
 setup: $(STAMP)
 

@@ -7,6 +7,7 @@
     generate [--check]   write exercises/ from solutions/ (course authors)
     slides [--out DIR]   export every lecture as an HTML slide deck (reveal.js), into slides/
     recipe NAME          re-run a recipe (miniclip, judge, sd), writing course_utils/weights/NAME/ (course authors)
+    rehearse [--full]    run every notebook on the real-weights path, against a local cache of random weights
 """
 from __future__ import annotations
 
@@ -33,8 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         from course_utils.slides import main as run
     elif command == "recipe":
         from course_utils.recipes import main as run
+    elif command == "rehearse":
+        from course_utils.rehearse import main as run
     else:
-        print(f"unknown command {command!r}; expected one of: doctor, prepare, check, generate, slides, recipe", file=sys.stderr)
+        print(f"unknown command {command!r}; expected one of: doctor, prepare, check, generate, slides, recipe, rehearse", file=sys.stderr)
         return 2
     return run(rest)
 
