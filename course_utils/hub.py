@@ -8,8 +8,8 @@ the course's build machines do not. One call decides, quickly and once per proce
     ckpt = resolve("google/vit-base-patch16-224")   # prints a one-line banner
     model = ViTForImageClassification.from_pretrained(ckpt.path)
 
-``ckpt.path`` is the hub name when the real weights are usable (already in the local Hugging Face
-cache, or the hub answered), and otherwise the folder of the registered **stand-in**: a small
+``ckpt.path`` is the hub name when the real weights are usable and the hub answers, the cached
+folder of the real weights when it does not, and otherwise the folder of the registered **stand-in**: a small
 model of the same architecture, trained by the course's own code and saved in the library's own
 format, so the *same* ``from_pretrained`` call loads it.
 
@@ -211,6 +211,12 @@ def cached_file(name: str, path: str, cache_dir: str | os.PathLike | None = None
 
     found = try_to_load_from_cache(name, path, cache_dir=str(hf_cache_dir(cache_dir)))
     return Path(found) if isinstance(found, str) else None
+
+
+def snapshot(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cached folder of the real checkpoint ``name`` (``snapshots/<commit>/`` of revision main), which
+    ``from_pretrained`` loads like the hub name, without a network."""
+    return cached_file(name, CATALOGUE[name].needs[0][0], cache_dir).parents[CATALOGUE[name].needs[0][0].count("/")]
 
 
 def real_problem(name: str, cache_dir: str | os.PathLike | None = None) -> str | None:
@@ -700,8 +706,10 @@ def _decide(name: str, cache_dir) -> Resolved:
         return _standin(name, "the course's own checkpoint")
     status = hub_status()  # first: offline must mean offline, cached weights or not
     problem = real_problem(name, cache_dir)
-    if problem is None:
-        return _real(name, name, "in the local cache" if status.online else f"in the local cache; {_offline(status)}")
+    if problem is None and status.online:
+        return _real(name, name, "in the local cache")
+    if problem is None:  # offline: hand over the cached folder itself, so no library so much as asks the hub
+        return _real(name, str(snapshot(name, cache_dir)), f"in the local cache; {_offline(status)}")
     if not status.online:
         damaged = "" if problem == "is not cached" else f"; the cached copy {problem}"
         return _standin(name, f"{_offline(status)}{damaged}")

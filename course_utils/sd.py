@@ -177,20 +177,23 @@ def pipeline(parts: SDParts):
 def seconds_per_image(pipe, steps: int, guidance: bool = True) -> float:
     """What one image costs ``pipe`` on its device at its default size, measured before sampling: one UNet
     call (on two latents with guidance: the prompt's and the empty prompt's, in one batch) times
-    ``steps``, plus one VAE decode. The first call also pays for warming up, so it errs on the long side."""
+    ``steps``, plus one VAE decode, each timed after a first call that warms up."""
     unet, device, dtype = pipe.unet, pipe.unet.device, pipe.unet.dtype
     size = unet.config.sample_size
     latents = torch.randn(2 if guidance else 1, unet.config.in_channels, size, size, device=device, dtype=dtype)
     context = torch.randn(len(latents), pipe.tokenizer.model_max_length, unet.config.cross_attention_dim,
                           device=device, dtype=dtype)
 
-    def timed(call) -> float:
-        start = time.perf_counter()
-        with torch.no_grad():
-            call()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
+    def timed(call) -> float:  # the second of two calls: the first pays for warming up (CUDA's kernels)
+        seconds = []
+        for _ in range(2):
+            start = time.perf_counter()
+            with torch.no_grad():
+                call()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds.append(time.perf_counter() - start)
+        return seconds[-1]
 
     per_step = timed(lambda: unet(latents, 500, encoder_hidden_states=context))  # (2, 4, h, w): one step
     decode = timed(lambda: pipe.vae.decode(latents[:1] / pipe.vae.config.scaling_factor))  # -> (1, 3, 8h, 8w)

@@ -91,7 +91,7 @@ def test_the_runner_passes_a_real_run_and_names_what_goes_wrong(cache, tmp_path)
         noisy = rehearse.run_notebook(_notebook(tmp_path, "print('[course] ViT-B/32: stand-in, mini (offline)')",
                                                 "print('Retrying in 8s [Retry 1/5].')"), env)
         assert [p.split(":")[0] for p in noisy.problems] == ["got the stand-in for ViT-B/32 although the cache holds it",
-                                                             "printed a retry"]
+                                                             "printed a retry or a failed connection"]
 
 
 def test_the_notebooks_with_a_real_branch_are_found():
