@@ -242,6 +242,7 @@ class Outcome:
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
     real: list[str] = field(default_factory=list)  # the checkpoints it resolved to real weights
+    slowest: list[tuple[int, float]] = field(default_factory=list)  # (cell, seconds) of its three slowest cells
 
     @property
     def ok(self) -> bool:
@@ -299,6 +300,8 @@ def run_notebook(path: Path, env: dict[str, str], timeout: int = 900) -> Outcome
     except CellTimeoutError as error:
         outcome.problems.append(f"a cell ran past {timeout} s: {str(error).splitlines()[0]}")
     outcome.seconds = time.perf_counter() - start
+    outcome.slowest = sorted(((i, _seconds(c)) for i, c in enumerate(notebook.cells) if c.cell_type == "code"),
+                             key=lambda pair: -pair[1])[:3]
     text = "\n".join(_text(output) for cell in notebook.cells for output in cell.get("outputs", []))
     for line in text.splitlines():
         if line.startswith("[course] ") and ": real weights (" in line:
@@ -310,6 +313,19 @@ def run_notebook(path: Path, env: dict[str, str], timeout: int = 900) -> Outcome
         if any(word in line for word in RETRY_WORDS):
             outcome.problems.append(f"printed a retry or a failed connection: {line.strip()[:200]}")
     return outcome
+
+
+def _seconds(cell) -> float:
+    """How long a cell ran, from the timestamps nbclient records in its metadata."""
+    from datetime import datetime
+
+    stamps = cell.get("metadata", {}).get("execution", {})
+    try:
+        start, end = (datetime.fromisoformat(stamps[k].replace("Z", "+00:00"))
+                      for k in ("iopub.execute_input", "shell.execute_reply"))
+    except (KeyError, ValueError):
+        return 0.0
+    return round((end - start).total_seconds(), 1)
 
 
 def _text(output) -> str:
@@ -358,8 +374,9 @@ def rehearse(full: bool = False, hf_cache: Path | None = None, only: list[str] |
                 outcome = run_notebook(path, env, timeout)
                 outcomes.append(outcome)
                 verdict = "ok" if outcome.ok else "FAILED: " + "; ".join(outcome.problems)
-                print(f"[rehearse]   {outcome.seconds:.0f} s, real: {', '.join(sorted(set(outcome.real))) or '-'}; {verdict}",
-                      flush=True)
+                slowest = ", ".join(f"cell {i} {t:.0f} s" for i, t in outcome.slowest)
+                print(f"[rehearse]   {outcome.seconds:.0f} s (slowest: {slowest}), real: "
+                      f"{', '.join(sorted(set(outcome.real))) or '-'}; {verdict}", flush=True)
         print(summary(outcomes))
         return 0 if all(o.ok for o in outcomes) else 1
     finally:

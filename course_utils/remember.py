@@ -78,7 +78,8 @@ def _feed(digest, value) -> bool:
     elif hasattr(value, "get_vocab"):  # a tokenizer: its vocabulary and length
         digest.update(json.dumps(value.get_vocab(), sort_keys=True).encode() + repr(value.model_max_length).encode())
     elif hasattr(value, "config") and hasattr(value, "step"):  # a diffusers scheduler: its configuration is it
-        digest.update(json.dumps(dict(value.config), sort_keys=True, default=str).encode())
+        public = {k: v for k, v in dict(value.config).items() if not k.startswith("_")}  # "_use_default_values" is
+        digest.update(json.dumps(public, sort_keys=True, default=str).encode())         # a set's order: it varies
     elif callable(value):
         return False
     else:
