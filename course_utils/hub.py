@@ -49,6 +49,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -654,12 +655,32 @@ def build_checked(folder: Path, version: str, build: Callable[[Path], None], wha
     folder.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
     try:
-        build(scratch)
+        with _libraries_quiet():  # the same output whether the folder was built now or before
+            build(scratch)
         write_manifest(scratch, version)
         _swap_in(scratch, folder)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return folder
+
+
+@contextmanager
+def _libraries_quiet():
+    """transformers' and diffusers' own progress bars ("Writing model shards", "Loading weights") off for
+    a while; the course's training bars stay."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    was = transformers_logging.is_progress_bar_enabled(), diffusers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    diffusers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was[0]:
+            transformers_logging.enable_progress_bar()
+        if was[1]:
+            diffusers_logging.enable_progress_bar()
 
 
 def _swap_in(new: Path, folder: Path) -> None:

@@ -99,3 +99,19 @@ def test_the_notebooks_with_a_real_branch_are_found():
     assert {"03_vision_transformer.ipynb", "04_vit_huggingface.ipynb", "05_clip.ipynb", "07_stable_diffusion.ipynb",
             "e10_transformers.ipynb"} <= found
     assert "01_attention.ipynb" not in found and not rehearse.resolves(Path(rehearse.ROOT / "notebooks/01_attention.ipynb"))
+
+
+def test_the_layout_is_the_one_huggingface_hub_writes(tmp_path, monkeypatch):
+    """The same repository downloaded by huggingface_hub's own snapshot_download (from a local hub that
+    names files as the real one does: LFS weights by sha256, the rest by git's sha1) gives the same
+    snapshot, file for file and blob for blob, as the rehearsal's lay_out."""
+    from fake_hub import FakeHub
+    from huggingface_hub import snapshot_download
+
+    name = "google/vit-base-patch16-224"
+    files = rehearse.repository(name, full=False, scratch=tmp_path / "scratch")
+    ours = rehearse.lay_out(name, files, tmp_path / "ours")
+    with FakeHub({name: files}) as server:
+        theirs = Path(snapshot_download(name, cache_dir=str(tmp_path / "theirs"), endpoint=server.url))
+    listing = lambda root: {p.relative_to(root).as_posix(): p.resolve().name for p in root.rglob("*") if p.is_file()}  # noqa: E731
+    assert listing(ours) == listing(theirs)
