@@ -280,8 +280,9 @@ def kernel_environment(cache: Path, port: int, course_cache: Path) -> dict[str, 
     return env
 
 
-def run_notebook(path: Path, env: dict[str, str], timeout: int = 900) -> Outcome:
-    """Execute ``path`` (outputs are not saved) in a kernel with ``env``; report what went wrong."""
+def run_notebook(path: Path, env: dict[str, str], timeout: int = 900, save: Path | None = None) -> Outcome:
+    """Execute ``path`` in a kernel with ``env``; report what went wrong. The notebook itself is never
+    written; with ``save``, the executed copy is written into that folder, for reading."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
@@ -300,6 +301,9 @@ def run_notebook(path: Path, env: dict[str, str], timeout: int = 900) -> Outcome
     except CellTimeoutError as error:
         outcome.problems.append(f"a cell ran past {timeout} s: {str(error).splitlines()[0]}")
     outcome.seconds = time.perf_counter() - start
+    if save is not None:
+        save.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook, save / f"{path.parent.name}-{path.name}")
     outcome.slowest = sorted(((i, _seconds(c)) for i, c in enumerate(notebook.cells) if c.cell_type == "code"),
                              key=lambda pair: -pair[1])[:3]
     text = "\n".join(_text(output) for cell in notebook.cells for output in cell.get("outputs", []))
@@ -352,7 +356,7 @@ def resolves(path: Path) -> bool:
 
 def rehearse(full: bool = False, hf_cache: Path | None = None, only: list[str] | None = None,
              course_cache: Path | None = None, keep: Path | None = None, timeout: int = 900,
-             real_only: bool = False) -> int:
+             real_only: bool = False, save: Path | None = None) -> int:
     """Build the cache (unless ``hf_cache`` is given), run the notebooks, print a table; 0 when all passed."""
     work = Path(tempfile.mkdtemp(prefix="vit-course-rehearsal-")) if keep is None else keep
     try:
@@ -371,7 +375,7 @@ def rehearse(full: bool = False, hf_cache: Path | None = None, only: list[str] |
             env = kernel_environment(Path(cache), port, course_cache or work / "course")
             for path in paths:
                 print(f"[rehearse] {path.relative_to(ROOT)} ...", flush=True)
-                outcome = run_notebook(path, env, timeout)
+                outcome = run_notebook(path, env, timeout, save)
                 outcomes.append(outcome)
                 verdict = "ok" if outcome.ok else "FAILED: " + "; ".join(outcome.problems)
                 slowest = ", ".join(f"cell {i} {t:.0f} s" for i, t in outcome.slowest)
@@ -410,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
                              "its trained/ links to your course cache's, so live trainings run before are reused)")
     parser.add_argument("--keep", type=Path, metavar="DIR", help="build into DIR and keep it (default: a temporary folder)")
     parser.add_argument("--timeout", type=int, default=900, help="seconds one cell may take (default 900)")
+    parser.add_argument("--save", type=Path, metavar="DIR", help="write the executed notebooks into DIR, to read them")
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:
@@ -421,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rehearse: no notebook matches {args.only}", file=sys.stderr)
         return 2
     return rehearse(full=args.full, hf_cache=args.hf_cache, only=args.only, course_cache=args.course_cache,
-                    keep=args.keep, timeout=args.timeout, real_only=args.real_only)
+                    keep=args.keep, timeout=args.timeout, real_only=args.real_only, save=args.save)
 
 
 if __name__ == "__main__":  # pragma: no cover
