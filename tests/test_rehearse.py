@@ -106,8 +106,10 @@ def test_the_layout_is_the_one_huggingface_hub_writes(tmp_path, monkeypatch):
     names files as the real one does: LFS weights by sha256, the rest by git's sha1) gives the same
     snapshot, file for file and blob for blob, as the rehearsal's lay_out."""
     from fake_hub import FakeHub
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
 
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # CI sets it; this test's hub is on 127.0.0.1
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     name = "google/vit-base-patch16-224"
     files = rehearse.repository(name, full=False, scratch=tmp_path / "scratch")
     ours = rehearse.lay_out(name, files, tmp_path / "ours")
