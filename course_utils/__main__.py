@@ -1,45 +1,98 @@
-"""The course's command line: ``python -m course_utils COMMAND``.
+"""The course's command line: one program, ``python -m course_utils COMMAND [OPTIONS]``, on argparse.
 
-    doctor               the environment report (versions, device, hub, checkpoints)
-    prepare [--offline] [--only NAME]
-                         download the real checkpoints, or build the stand-ins offline (instructors)
-    check NOTEBOOK       check an exercise notebook against its solution
-    generate [--check]   write exercises/ from solutions/ (course authors)
-    slides [--out DIR]   export every lecture as an HTML slide deck (reveal.js), into slides/
-    recipe NAME          re-run a recipe (miniclip, judge, sd), writing course_utils/weights/NAME/ (course authors)
-    rehearse [--full]    run every notebook on the real-weights path, against a local cache of random weights
+Every command's options are declared here, so that ``--help`` answers at once (nothing heavy is
+imported); the command itself runs in its module's ``run(args)``, which returns the exit status.
 """
 from __future__ import annotations
 
+import argparse
+import importlib
 import sys
+from pathlib import Path
 
-USAGE = __doc__.split("\n", 2)[2]
+# name: (the module whose run(args) does it, one line of help)
+COMMANDS = {
+    "doctor": ("course_utils.weights.doctor", "the environment report: versions, device, hub, checkpoints"),
+    "prepare": ("course_utils.weights.prepare",
+                "download the real checkpoints, or build the stand-ins offline, before a class (instructors)"),
+    "check": ("course_utils.grading.checker", "check an exercise notebook against its solution (on a copy)"),
+    "generate": ("course_utils.grading.exercises", "write exercises/ from solutions/ (course authors)"),
+    "slides": ("course_utils.teaching.slides", "export every lecture as an HTML slide deck (reveal.js), into slides/"),
+    "recipe": ("course_utils.weights.recipes", "re-run a recipe, writing course_utils/weights/NAME/ (course authors)"),
+    "rehearse": ("course_utils.weights.rehearse",
+                 "run the notebooks on the real-weights path against a local cache of random weights"),
+}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m course_utils",
+                                  description="The command line of 'Vision Transformers, from attention to Stable Diffusion'.")
+    commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add = {name: commands.add_parser(name, help=about, description=about) for name, (_, about) in COMMANDS.items()}
+
+    add["prepare"].add_argument("--offline", action="store_true", help="build the stand-ins even when the hub answers")
+    add["prepare"].add_argument("--only", action="append", metavar="NAME",
+                                help="only this checkpoint (repeatable), e.g. google/vit-base-patch16-224")
+
+    add["check"].add_argument("notebook", help="your exercise notebook, e.g. exercises/01_attention.ipynb")
+    add["check"].add_argument("--timeout", type=_positive, default=120, metavar="SECONDS",
+                              help="the longest one cell may run (default: 120)")
+    add["check"].add_argument("--solutions", default=None, metavar="DIR",
+                              help="the solution notebooks (default: $COURSE_SOLUTIONS_DIR or the course's solutions/)")
+
+    add["generate"].add_argument("--solutions", default="solutions", metavar="DIR",
+                                 help="the solution notebooks (default: ./solutions)")
+    add["generate"].add_argument("--exercises", default="exercises", metavar="DIR",
+                                 help="where the exercise notebooks go (default: ./exercises)")
+    add["generate"].add_argument("--check", action="store_true",
+                                 help="write nothing; list the exercise files that differ, exit 1 if any")
+
+    add["slides"].add_argument("--out", default=str(ROOT / "slides"), metavar="DIR",
+                               help="folder for the decks (default: slides/)")
+    add["slides"].add_argument("--notebooks", default=str(ROOT / "notebooks"), metavar="DIR",
+                               help="folder of the lectures")
+    add["slides"].add_argument("--reveal-prefix", default=None, metavar="URL",
+                               help="where the decks load reveal.js from (default: nbconvert's, "
+                                    "https://unpkg.com/reveal.js@4.0.2), e.g. a copy on your own server")
+
+    add["recipe"].add_argument("name", choices=["miniclip", "judge", "sd"],
+                               help="miniclip: chapter 05's mini-CLIP (about 16 min); judge: the judge of generated "
+                                    "shapes (a few minutes); sd: chapter 07's small Stable Diffusion (about 80 min)")
+    add["recipe"].add_argument("--out", type=Path, metavar="DIR",
+                               help="write there instead of course_utils/weights/NAME/")
+    add["recipe"].add_argument("--measure", action="store_true",
+                               help="sd only: measure the weights already there, train nothing")
+
+    rehearse = add["rehearse"]
+    rehearse.add_argument("--full", action="store_true", help="the published sizes (about 8 GB) instead of reduced widths")
+    rehearse.add_argument("--hf-cache", type=Path, metavar="DIR", help="run against this Hugging Face cache; build nothing")
+    rehearse.add_argument("--only", action="append", metavar="TEXT",
+                          help="only notebooks whose path contains TEXT (repeatable)")
+    rehearse.add_argument("--real-only", action="store_true",
+                          help="only the notebooks that resolve a real checkpoint (the others run the same either way)")
+    rehearse.add_argument("--course-cache", type=Path, metavar="DIR",
+                          help="the course cache the notebooks use (default: a fresh one, so stand-ins are rebuilt; "
+                               "its trained/ links to your course cache's, so live trainings run before are reused)")
+    rehearse.add_argument("--keep", type=Path, metavar="DIR", help="build into DIR and keep it (default: a temporary folder)")
+    rehearse.add_argument("--timeout", type=int, default=900, help="seconds one cell may take (default 900)")
+    rehearse.add_argument("--save", type=Path, metavar="DIR", help="write the executed notebooks into DIR, to read them")
+    return top
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in {"-h", "--help", "help"}:
-        print("usage: python -m course_utils COMMAND [ARGS]\n\ncommands:\n" + USAGE)
-        return 0 if argv else 2
-    command, rest = argv[0], argv[1:]
-    if command == "doctor":
-        from course_utils.doctor import main as run
-    elif command == "prepare":
-        from course_utils.prepare import main as run
-    elif command == "check":
-        from course_utils.checker import check_main as run
-    elif command == "generate":
-        from course_utils.exercises import generate_main as run
-    elif command == "slides":
-        from course_utils.slides import main as run
-    elif command == "recipe":
-        from course_utils.recipes import main as run
-    elif command == "rehearse":
-        from course_utils.rehearse import main as run
-    else:
-        print(f"unknown command {command!r}; expected one of: doctor, prepare, check, generate, slides, recipe, rehearse", file=sys.stderr)
-        return 2
-    return run(rest)
+    try:
+        args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as e:  # --help, or an argument error argparse has already explained
+        return int(e.code or 0)
+    return importlib.import_module(COMMANDS[args.command][0]).run(args)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,8 @@ def seed_everything(seed: int = 0) -> int:
 
 
 def default_threads() -> int:
-    """The number of CPU threads torch should use: the cores this process may run on.
+    """The number of CPU threads torch should use: ``OMP_NUM_THREADS`` when it is set (parallel test
+    workers set it to 1 each, so they do not oversubscribe the cores), else the cores this process may run on.
 
     Oversubscribing a 2-core laptop (torch's default can exceed the cores a container grants)
     makes small models slower, not faster.
@@ -62,4 +63,7 @@ def default_threads() -> int:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS and Windows
         cores = os.cpu_count() or 1
+    asked = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if asked.isdigit() and int(asked) > 0:
+        return min(int(asked), max(1, cores))
     return max(1, cores)

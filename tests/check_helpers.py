@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from course_utils.checks import CheckFailed
+from course_utils.grading.checks import CheckFailed
 
 
 def run(check, obj) -> str:

@@ -1,11 +1,11 @@
-"""course_utils.attention against PyTorch's own attention (float32, CPU)."""
+"""course_utils.models.attention against PyTorch's own attention (float32, CPU)."""
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.testing import assert_close
 
-from course_utils.attention import MultiHeadAttention, causal_mask, padding_mask, scaled_dot_product_attention
+from course_utils.models.attention import MultiHeadAttention, causal_mask, padding_mask, scaled_dot_product_attention
 
 
 def _qkv(*lead, Lq=5, Lk=7, d=16, dv=8, seed=0):

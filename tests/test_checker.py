@@ -11,7 +11,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils.checker import CheckError, check_main, check_notebook
+from course_utils.grading.checker import CheckError, check_notebook
+
+def cli_check(argv):
+    """``python -m course_utils check ...``, in process."""
+    from course_utils.__main__ import main
+
+    return main(["check", *argv])
+
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SOLUTIONS = FIXTURES / "solutions"
@@ -35,8 +42,8 @@ def _fingerprint(path):
 
 
 def _run(capsys, path, *args):
-    """check_main's exit code and its lines, less the 'Checking ...' header."""
-    code = check_main([str(path), "--solutions", str(SOLUTIONS), *args])
+    """The check command's exit code and its lines, less the 'Checking ...' header."""
+    code = cli_check([str(path), "--solutions", str(SOLUTIONS), *args])
     out, err = capsys.readouterr()
     assert out.startswith(f"Checking {path}")
     assert "Traceback" not in out + err
@@ -46,7 +53,7 @@ def _run(capsys, path, *args):
 def test_the_solution_passes_from_the_command_line(tmp_path):
     student = tmp_path / "00_tiny.ipynb"
     shutil.copy(SOLUTION, student)
-    done = subprocess.run([sys.executable, "-m", "course_utils.checker", str(student),
+    done = subprocess.run([sys.executable, "-m", "course_utils.grading.checker", str(student),
                            "--solutions", str(SOLUTIONS)], capture_output=True, text=True,
                           cwd=tmp_path, env=dict(os.environ, PYTHONIOENCODING="utf-8"), timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -136,7 +143,7 @@ def test_a_failing_setup_cell_is_reported_plainly(tmp_path, capsys):
     nb.cells[1].source = "import course_fixture_no_such_module\n" + nb.cells[1].source
     nbformat.write(nb, solutions / "00_tiny.ipynb")
     student = _student(tmp_path, source=SOLUTION)
-    code = check_main([str(student), "--solutions", str(solutions)])
+    code = cli_check([str(student), "--solutions", str(solutions)])
     lines = capsys.readouterr().out.splitlines()[1:]
     assert code == 1
     assert lines[0] == (
@@ -151,7 +158,7 @@ def test_a_failing_setup_cell_is_reported_plainly(tmp_path, capsys):
 
 
 def _error(capsys, argv):
-    code = check_main(argv)
+    code = cli_check(argv)
     out, err = capsys.readouterr()
     assert code == 2
     assert "Traceback" not in out + err
@@ -194,7 +201,7 @@ def test_the_solutions_directory_defaults_to_the_environment_variable(tmp_path, 
 
 
 def test_a_run_that_records_nothing_is_reported(tmp_path, monkeypatch):
-    import course_utils.checker as checker
+    import course_utils.grading.checker as checker
     monkeypatch.setattr(checker, "_run_nbval",
                         lambda *args: ([], "ERROR: unrecognized arguments: --nbval\n"))
     report = check_notebook(_student(tmp_path, source=SOLUTION), SOLUTIONS)
@@ -204,6 +211,6 @@ def test_a_run_that_records_nothing_is_reported(tmp_path, monkeypatch):
 
 
 def test_bad_options_are_usage_errors(tmp_path, capsys):
-    assert check_main([]) == 2
-    assert check_main([str(tmp_path / "x.ipynb"), "--timeout", "0"]) == 2
+    assert cli_check([]) == 2
+    assert cli_check([str(tmp_path / "x.ipynb"), "--timeout", "0"]) == 2
     assert "--timeout must be a positive number" in capsys.readouterr().err

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from einops import einsum, rearrange
 from torch import nn
 
-from course_utils.attention import MultiHeadAttention as ReferenceMHA
-from course_utils.checks.attention import check_multi_head_attention, check_scaled_dot_product_attention
+from course_utils.models.attention import MultiHeadAttention as ReferenceMHA
+from course_utils.grading.checks.attention import check_multi_head_attention, check_scaled_dot_product_attention
 from check_helpers import fails, run
 
 
@@ -356,8 +356,8 @@ def test_mha_bug_is_named(bug):
 
 def test_the_planted_mistakes_are_told_apart():
     """Each mistake the MHA check knows gives an output unlike the right one and unlike the others."""
-    from course_utils.checks import close
-    from course_utils.checks.attention import _MHA_MISTAKES, _mha
+    from course_utils.grading.checks import close
+    from course_utils.grading.checks.attention import _MHA_MISTAKES, _mha
 
     g = torch.Generator().manual_seed(0)
     P = {"num_heads": 4, **{name: (torch.randn(32, 32, generator=g) / 32 ** 0.5, torch.randn(32, generator=g) / 10)

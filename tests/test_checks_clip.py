@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_utils.checks import clip as C
-from course_utils.checks.clip import check_clip_loss, check_zero_shot_probs
-from course_utils.miniclip import clip_loss, zero_shot_probs
+from course_utils.grading.checks import clip as C
+from course_utils.grading.checks.clip import check_clip_loss, check_zero_shot_probs
+from course_utils.models.clip import clip_loss, zero_shot_probs
 from check_helpers import fails, run
 
 

@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
-from course_utils.checks import pretrained as P
-from course_utils.checks.pretrained import check_clip_zero_shot, check_linear_probe, check_vit_features, check_vit_top1
-from course_utils.miniclip import MiniCLIPConfig, build_clip, import_clip
+from course_utils.grading.checks import pretrained as P
+from course_utils.grading.checks.pretrained import check_clip_zero_shot, check_linear_probe, check_vit_features, check_vit_top1
+from course_utils.models.clip import build_clip, import_clip, MiniCLIPConfig
 from check_helpers import fails, run
 
 clip = import_clip()

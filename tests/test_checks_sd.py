@@ -4,14 +4,14 @@ every classic mistake fails with a message that names it."""
 import pytest
 import torch
 
-from course_utils.checks import sd as C
-from course_utils.checks.sd import check_encode_prompts, check_guided_noise
+from course_utils.grading.checks import sd as C
+from course_utils.grading.checks.sd import check_encode_prompts, check_guided_noise
 from check_helpers import fails, run
 
 
 @pytest.fixture(scope="module")
 def text():
-    from course_utils.sd import text_parts
+    from course_utils.weights.recipes import text_parts
 
     return text_parts()
 

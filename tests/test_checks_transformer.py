@@ -8,12 +8,11 @@ import torch.nn.functional as F
 from einops import einsum
 from torch import nn
 
-from course_utils.attention import MultiHeadAttention
-from course_utils.checks import close
-from course_utils.checks.transformer import (_LN_MISTAKES, _block, _block_weights, _ln, _load, block_mistakes,
-                                             check_layer_norm, check_transformer_block)
-from course_utils.transformer import TransformerEncoderBlock as ReferenceBlock
-from course_utils.transformer import to_torch_layer
+from course_utils.models.attention import MultiHeadAttention
+from course_utils.grading.checks import close
+from course_utils.grading.checks.transformer import _LN_MISTAKES, _block, _block_weights, _ln, _load, block_mistakes, check_layer_norm, check_transformer_block
+from course_utils.models.transformer import TransformerEncoderBlock as ReferenceBlock
+from course_utils.interop.torch_nn import to_torch_layer
 from check_helpers import fails, run
 
 
@@ -433,7 +432,7 @@ BLOCK_BUGS = {
     "shared norm": (SharedNorm, "norm1 and norm2 are the same layer"),
     "mlp_dim ignored": (FourTimesWider, "mlp must be nn.Sequential(nn.Linear(32, 64), nn.GELU(), nn.Linear(64, 32)), "
                                         "got nn.Sequential(nn.Linear(32, 128), GELU, nn.Linear(128, 32))"),
-    "torch attention": (TorchAttention, "attn must be MultiHeadAttention(32, 4) from course_utils.attention, "
+    "torch attention": (TorchAttention, "attn must be MultiHeadAttention(32, 4) from course_utils.models.attention, "
                                         "got MultiheadAttention"),
     "one head": (OneHead, "(4 heads), got 1 heads"),
     "no norm2": (NoNorm2, "has no sub-layer norm2"),

@@ -5,8 +5,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from course_utils.checks import CheckFailed
-from course_utils.checks.vit import check_patchify, check_vit_embedding
+from course_utils.grading.checks import CheckFailed
+from course_utils.grading.checks.vit import check_patchify, check_vit_embedding
 
 # ---------------------------------------------------------------- patchify: correct styles
 
@@ -173,7 +173,7 @@ def test_correct_embeddings_pass_with_the_same_text(capsys):
 
 
 def test_the_course_embedding_passes(capsys):
-    from course_utils.vit import ViTEmbedding
+    from course_utils.models.vit import ViTEmbedding
 
     check_vit_embedding(ViTEmbedding)
     assert "Conv2d" in capsys.readouterr().out

@@ -7,11 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils.classifiers import FAMILIES, ImagesToLogits, build_model, train_family
-from course_utils.data import digits_split
-from course_utils.vit import DIGITS_LABELS, TrainConfig, digits_data, evaluate, normalize, train_classifier
+from course_utils.models.classifiers import build_model, FAMILIES, ImagesToLogits
+from course_utils.training.classifier import train_family
+from course_utils.data.digits import digits_split
+from course_utils.data.digits import digits_data, DIGITS_LABELS, normalize
+from course_utils.eval.metrics import evaluate
+from course_utils.training.classifier import train_classifier, TrainConfig
 
-STANDINS = {  # the real checkpoint -> its family, as course_utils.standins registers them
+STANDINS = {  # the real checkpoint -> its family, as course_utils.weights.standins registers them
     "microsoft/swin-base-patch4-window7-224": "swin",
     "microsoft/beit-base-patch16-224": "beit",
     "facebook/deit-base-patch16-224": "deit",
@@ -26,7 +29,7 @@ def as_uint8_rgb(images: torch.Tensor) -> list[np.ndarray]:
 
 
 def test_the_registrations_match_the_families():
-    from course_utils import standins
+    from course_utils.weights import standins
 
     assert standins.CLASSIFIER_STANDINS == STANDINS
 
@@ -35,7 +38,8 @@ def test_the_registrations_match_the_families():
 def test_standin_builds_and_loads_through_the_auto_classes(name, monkeypatch, tmp_path, capsys):
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-    from course_utils import hub, standins
+    from course_utils.weights import resolver as hub
+    from course_utils.weights import standins
 
     family = FAMILIES[STANDINS[name]]
     size = family.image_size
@@ -74,7 +78,7 @@ def test_each_standin_has_the_published_checkpoints_classes(name):
     config.json and preprocessor_config.json) is what they pick for its stand-in."""
     from transformers import AutoImageProcessor
 
-    from course_utils.rehearse import published_files
+    from course_utils.weights.rehearse import published_files
 
     published = published_files(name)
     family = FAMILIES[STANDINS[name]]
@@ -102,7 +106,8 @@ def test_a_short_run_on_digits_learns(family):
 def test_the_lectures_model_becomes_the_standin(monkeypatch, tmp_path):
     from transformers import AutoModelForImageClassification
 
-    from course_utils import hub, standins
+    from course_utils.weights import resolver as hub
+    from course_utils.weights import standins
 
     monkeypatch.setenv("COURSE_UTILS_CACHE", str(tmp_path))
     monkeypatch.setenv("COURSE_FORCE_STANDINS", "1")

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import get_device, seed_everything
-from course_utils.doctor import PACKAGES, doctor
-from course_utils.hub import CATALOGUE
+from course_utils import get_device
+from course_utils import seed_everything
+from course_utils.weights.doctor import PACKAGES, doctor
+from course_utils.weights.resolver import CATALOGUE
 
 
 def test_device_follows_cuda_then_mps_then_cpu(monkeypatch):
@@ -50,7 +51,7 @@ def test_seed_everything_repeats_python_numpy_and_torch():
 
 def test_doctor_reports_versions_device_hub_and_every_checkpoint(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from course_utils import hub
+    from course_utils.weights import resolver as hub
 
     hub.hub_status.cache_clear()
     report = doctor(print_report=False)
@@ -75,4 +76,4 @@ def test_cli_doctor_and_unknown_command():
     assert done.returncode == 0, done.stderr
     assert "checkpoints:" in done.stdout and "problems: none" in done.stdout
     wrong = _cli("doctr")
-    assert wrong.returncode == 2 and "unknown command 'doctr'" in wrong.stderr
+    assert wrong.returncode == 2 and "invalid choice: 'doctr' (choose from 'doctor'," in wrong.stderr

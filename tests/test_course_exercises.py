@@ -13,8 +13,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils.checker import check_notebook
-from course_utils.exercises import check_exercises_up_to_date, make_exercise
+from course_utils.grading.checker import check_notebook
+from course_utils.grading.exercises import check_exercises_up_to_date, make_exercise
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.MULTILINE)

@@ -1,4 +1,4 @@
-"""Tests for course_utils.data (photos, digits) and course_utils.shapes (captioned shapes)."""
+"""Tests for course_utils.data (photos, digits) and course_utils.data.shapes (captioned shapes)."""
 import math
 import re
 import time
@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import shapes as S
-from course_utils.data import PHOTOS, Split, digits, digits_split, photo, train_test_split_tensors
+from course_utils.data import shapes as S
+from course_utils.data.digits import digits, digits_split, Split, train_test_split_tensors
+from course_utils.data.photos import photo, PHOTOS
 
 # ---------------------------------------------------------------------------------------------
 # photos and digits

@@ -1,10 +1,11 @@
-"""course_utils.diffusion: the schedules, q_sample and the update rules equal diffusers' own."""
+"""course_utils.models.diffusion: the schedules, q_sample and the update rules equal diffusers' own."""
 import warnings
 
 import pytest
 import torch
 
-from course_utils import diffusion as D
+from course_utils.models import diffusion as D
+from course_utils.training.diffusion import DiffusionTrainConfig, train_diffusion
 
 T = 1000
 
@@ -78,7 +79,7 @@ def test_guidance():
 
 
 def test_timestep_embedding_is_the_unets():
-    unet = D.build_unet(widths=(8, 16))
+    unet = D.build_denoiser(widths=(8, 16))
     t = torch.tensor([0, 1, 17, 999])
     torch.testing.assert_close(D.timestep_embedding(t, 8), unet.time_proj(t))
 
@@ -112,10 +113,10 @@ def test_samplers_shapes_determinism_and_diffusers_loop():
 
 def test_training_reduces_the_loss():
     torch.manual_seed(0)
-    unet = D.build_unet(image_size=8, widths=(8, 16))
+    unet = D.build_denoiser(image_size=8, widths=(8, 16))
     images = torch.rand(64, 1, 8, 8) * 2 - 1
-    history = D.train_diffusion(unet, images, D.linear_betas(100),
-                                D.DiffusionTrainConfig(steps=20, batch_size=16, warmup=5), progress=False)
+    history = train_diffusion(unet, images, D.linear_betas(100),
+                                DiffusionTrainConfig(steps=20, batch_size=16, warmup=5), progress=False)
     assert len(history.loss) == 20 and history.seconds > 0
     assert sum(history.loss[-5:]) < sum(history.loss[:5])
 

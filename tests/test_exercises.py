@@ -11,9 +11,14 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from course_utils.exercises import (ExerciseFormatError, check_exercises_up_to_date,
-                                    find_exercises, generate_exercises, generate_main,
-                                    make_exercise, notebook_text, stub_source)
+from course_utils.grading.exercises import ExerciseFormatError, check_exercises_up_to_date, find_exercises, generate_exercises, make_exercise, notebook_text, stub_source
+
+def cli_generate(argv):
+    """``python -m course_utils generate ...``, in process."""
+    from course_utils.__main__ import main
+
+    return main(["generate", *argv])
+
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SOLUTION = FIXTURES / "solutions" / "00_tiny.ipynb"
@@ -134,17 +139,17 @@ def test_generate_main_checks_and_writes(tmp_path, capsys):
     shutil.copy(SOLUTION, solutions / "00_tiny.ipynb")
     args = ["--solutions", str(solutions), "--exercises", str(exercises)]
 
-    assert generate_main(args + ["--check"]) == 1
+    assert cli_generate(args + ["--check"]) == 1
     assert "00_tiny.ipynb: differs" in capsys.readouterr().out
     assert not exercises.exists()                                # --check writes nothing
 
-    assert generate_main(args) == 0
+    assert cli_generate(args) == 0
     assert f"wrote {exercises / '00_tiny.ipynb'}" in capsys.readouterr().out
     assert (exercises / "00_tiny.ipynb").read_bytes() == GOLDEN.read_bytes()
 
-    assert generate_main(args + ["--check"]) == 0
+    assert cli_generate(args + ["--check"]) == 0
     assert "up to date" in capsys.readouterr().out
-    assert generate_main(args) == 0
+    assert cli_generate(args) == 0
     assert f"unchanged {exercises / '00_tiny.ipynb'}" in capsys.readouterr().out
 
 
@@ -153,7 +158,7 @@ def test_generate_main_reports_a_malformed_notebook_without_a_traceback(tmp_path
     solutions.mkdir()
     nb = new_notebook(cells=[new_code_cell("def f():\n    ### BEGIN SOLUTION\n    return 1", id="f")])
     nbformat.write(nb, solutions / "00_bad.ipynb")
-    code = generate_main(["--solutions", str(solutions), "--exercises", str(tmp_path / "ex")])
+    code = cli_generate(["--solutions", str(solutions), "--exercises", str(tmp_path / "ex")])
     err = capsys.readouterr().err
     assert code == 2
     assert "00_bad.ipynb, cell index 0 (id 'f'), line 2" in err and "never closed" in err
@@ -251,6 +256,6 @@ def test_generate_main_warns_about_unexecuted_check_cells(tmp_path, capsys):
     check = next(c for c in nb.cells if c.get("id") == "clip-check")
     check.execution_count, check.outputs = None, []
     nbformat.write(nb, solutions / "00_tiny.ipynb")
-    assert generate_main(["--solutions", str(solutions), "--exercises", str(tmp_path / "ex")]) == 0
+    assert cli_generate(["--solutions", str(solutions), "--exercises", str(tmp_path / "ex")]) == 0
     err = capsys.readouterr().err
     assert err.count("not executed") == 1 and "cell index 12" in err

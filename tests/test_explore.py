@@ -4,8 +4,8 @@ import base64
 import pytest
 import torch
 
-from course_utils.diffusion import alphas_cumprod, build_unet, cosine_betas
-from course_utils.explore import attention_explorer, diffusion_explorer, guidance_explorer
+from course_utils.models.diffusion import alphas_cumprod, build_denoiser, cosine_betas
+from course_utils.teaching.explore import attention_explorer, diffusion_explorer, guidance_explorer
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -58,7 +58,7 @@ def test_attention_explorer_names_bad_input():
 
 def test_diffusion_explorer_moves_along_one_trajectory():
     torch.manual_seed(0)
-    model = build_unet(image_size=8, channels=1, widths=(8, 16)).eval()
+    model = build_denoiser(image_size=8, channels=1, widths=(8, 16)).eval()
     abar = alphas_cumprod(cosine_betas(100))
     x0 = torch.rand(3, 1, 8, 8) * 2 - 1
     explorer = diffusion_explorer(model, x0, abar, t=50, step=5)
@@ -71,8 +71,8 @@ def test_diffusion_explorer_moves_along_one_trajectory():
 
 
 def test_guidance_explorer_redraws_on_prompt_and_scale():
-    from course_utils.judge import load_judge
-    from course_utils.recipes import load_sd
+    from course_utils.weights.recipes import load_judge
+    from course_utils.weights.recipes import load_sd
 
     explorer = guidance_explorer(load_sd(), prompt="a red circle", n=2, steps=3, judge=load_judge())
     assert_static_fallback(explorer, ['"a red circle"', "guidance 3"])

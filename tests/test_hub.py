@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from course_utils import hub
+from course_utils.weights import resolver as hub
+from course_utils.weights import standins
 
 NAME = "google/vit-base-patch16-224"
 
@@ -23,7 +24,7 @@ def fresh_hub_state(monkeypatch, tmp_path):
     monkeypatch.delenv("COURSE_FORCE_STANDINS", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("COURSE_UTILS_CACHE", str(tmp_path / "course-cache"))
-    monkeypatch.setattr(hub, "_STANDINS", {})
+    monkeypatch.setattr(standins, "STANDINS", {})
     yield
     hub.hub_status.cache_clear()
 
@@ -42,7 +43,7 @@ def _register_tiny_standin(calls):
         calls.append(folder)
         _tiny_vit().save_pretrained(folder)
 
-    hub.register_standin(NAME, build, about="a tiny test ViT")
+    standins.register_standin(NAME, build, about="a tiny test ViT")
 
 
 def _lay_out_like_the_hub(saved: Path, cache: Path, repo: str) -> None:
@@ -125,7 +126,7 @@ def test_hub_that_answers_is_asked_once_per_process(monkeypatch, tmp_path):
     monkeypatch.setattr(hub, "_probe_hub", lambda url, timeout: asked.append(url))
     monkeypatch.setattr(hub, "download", lambda name, cache_dir=None: (_ for _ in ()).throw(ConnectionError("no")))
     _register_tiny_standin([])
-    hub.register_standin("facebook/convnext-tiny-224", lambda folder: _tiny_vit().save_pretrained(folder), about="x")
+    standins.register_standin("facebook/convnext-tiny-224", lambda folder: _tiny_vit().save_pretrained(folder), about="x")
     assert not hub.resolve(NAME, cache_dir=tmp_path, quiet=True).real  # the download failed: stand-in
     hub.resolve("facebook/convnext-tiny-224", cache_dir=tmp_path, quiet=True)
     assert len(asked) == 1, "the hub must be asked once per process, not once per checkpoint"
@@ -237,15 +238,15 @@ def test_a_damaged_cached_standin_is_detected_and_rebuilt_with_a_message(damage,
     _register_tiny_standin(calls)
     folder = Path(hub.resolve(NAME, cache_dir=tmp_path, quiet=True).path)
     capsys.readouterr()
-    assert hub.standin_built(NAME)
+    assert standins.standin_built(NAME)
     what = damage(folder)
-    assert not hub.standin_built(NAME) and what in hub.standin_problem(NAME)
+    assert not standins.standin_built(NAME) and what in standins.standin_problem(NAME)
 
     again = hub.resolve(NAME, cache_dir=tmp_path, quiet=True)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 and what in lines[0]  # one clear line
     assert lines[0].startswith(f"[course] the cached stand-in for {NAME} ") and lines[0].endswith("; rebuilding it")
-    assert len(calls) == 2 and again.path == str(folder) and hub.standin_built(NAME)
+    assert len(calls) == 2 and again.path == str(folder) and standins.standin_built(NAME)
     model = ViTForImageClassification.from_pretrained(again.path)  # the rebuilt copy loads
     torch.testing.assert_close(model.state_dict(), _tiny_vit().state_dict())
     assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no scratch or old copy left
@@ -255,7 +256,7 @@ def test_an_intact_cache_is_checked_not_rebuilt(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     calls = []
     _register_tiny_standin(calls)
-    folder = hub.build_standin(NAME)
+    folder = standins.build_standin(NAME)
     manifest = json.loads((folder / ".complete").read_text())
     assert manifest["format"] == 1 and manifest["version"] == "1"
     weights = folder / "model.safetensors"
@@ -264,7 +265,7 @@ def test_an_intact_cache_is_checked_not_rebuilt(monkeypatch, tmp_path, capsys):
     assert set(manifest["files"]) == {"config.json", "model.safetensors"}
     (folder / ".DS_Store").write_bytes(b"Finder was here")  # hidden files are not the stand-in's: no rebuild
     for _ in range(3):
-        assert hub.build_standin(NAME) == folder
+        assert standins.build_standin(NAME) == folder
         assert hub.resolve(NAME, cache_dir=tmp_path, quiet=True).path == str(folder)
     assert len(calls) == 1 and capsys.readouterr().out == ""
 
@@ -272,17 +273,17 @@ def test_an_intact_cache_is_checked_not_rebuilt(monkeypatch, tmp_path, capsys):
 def test_a_new_recipe_version_rebuilds_and_a_corrupt_marker_is_damage(monkeypatch, tmp_path, capsys):
     calls = []
     _register_tiny_standin(calls)
-    folder = hub.build_standin(NAME)
+    folder = standins.build_standin(NAME)
     manifest = json.loads((folder / ".complete").read_text())
     (folder / ".complete").write_text(json.dumps({**manifest, "version": "0"}))
-    assert hub.standin_problem(NAME) == "is outdated (version 0, the course now builds version 1)"
+    assert standins.standin_problem(NAME) == "is outdated (version 0, the course now builds version 1)"
     (folder / ".complete").write_text(json.dumps({**manifest, "format": 0}))
-    assert hub.standin_problem(NAME) == "is outdated (manifest format 0, the course now writes 1)"
+    assert standins.standin_problem(NAME) == "is outdated (manifest format 0, the course now writes 1)"
     (folder / ".complete").write_text('{"format": 1, "files": {"config.js')  # cut short
-    assert hub.standin_problem(NAME) == "is damaged (.complete: not a readable manifest)"
-    hub.build_standin(NAME)
+    assert standins.standin_problem(NAME) == "is damaged (.complete: not a readable manifest)"
+    standins.build_standin(NAME)
     assert "is damaged (.complete: not a readable manifest); rebuilding it" in capsys.readouterr().out
-    assert len(calls) == 2 and hub.standin_built(NAME)
+    assert len(calls) == 2 and standins.standin_built(NAME)
 
 
 def test_checking_a_realistic_standin_takes_milliseconds(tmp_path):
@@ -293,12 +294,12 @@ def test_checking_a_realistic_standin_takes_milliseconds(tmp_path):
                            num_attention_heads=3, intermediate_size=384, num_labels=10)
         ViTForImageClassification(config).save_pretrained(folder)
 
-    hub.register_standin(NAME, build, about="a 5 MB test ViT")
-    folder = hub.build_standin(NAME)
+    standins.register_standin(NAME, build, about="a 5 MB test ViT")
+    folder = standins.build_standin(NAME)
     assert 4e6 < (folder / "model.safetensors").stat().st_size < 8e6
     start = time.perf_counter()
     for _ in range(5):
-        assert hub.standin_built(NAME)
+        assert standins.standin_built(NAME)
     assert (time.perf_counter() - start) / 5 < 0.25  # sizes and sha256 of every file; ~10 ms measured
 
 
@@ -309,11 +310,11 @@ def test_a_failing_build_leaves_nothing_behind(monkeypatch, tmp_path):
         (folder / "half.bin").write_bytes(b"x")
         raise RuntimeError("out of disk")
 
-    hub.register_standin(NAME, broken, about="broken")
+    standins.register_standin(NAME, broken, about="broken")
     with pytest.raises(RuntimeError, match="out of disk"):
         hub.resolve(NAME, cache_dir=tmp_path, quiet=True)
-    assert not hub.standin_dir(NAME).exists()
-    assert list(hub.standin_dir(NAME).parent.iterdir()) == []
+    assert not standins.standin_dir(NAME).exists()
+    assert list(standins.standin_dir(NAME).parent.iterdir()) == []
 
 
 def test_unknown_names_and_bad_input_are_explained():
@@ -477,7 +478,7 @@ def _tiny_clip_repo(folder: Path):
     precision as the hub's (openai's fp16 weights stored as float32)."""
     from transformers import CLIPConfig, CLIPModel
 
-    from course_utils.clipformats import clip_processor, write_clip_vocabulary
+    from course_utils.interop.clip_formats import clip_processor, write_clip_vocabulary
 
     torch.manual_seed(0)
     tower = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=1, num_attention_heads=1)  # openai: MLP 4 x width
@@ -496,12 +497,12 @@ def _tiny_clip_repo(folder: Path):
 
 
 def test_the_clip_twins_resolve_together_and_clip_load_reads_the_converted_twin(monkeypatch, tmp_path, capsys):
-    from course_utils.miniclip import import_clip
+    from course_utils.models.clip import import_clip
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("COURSE_CLIP_CACHE", str(tmp_path / "clip"))  # no openai archive there
-    hub.register_standin(TWIN, lambda folder: None, about="the twin's stand-in")
-    hub.register_standin("ViT-B/32", lambda folder: (folder / "model.pt").write_bytes(b"x"), about="mini", entry="model.pt")
+    standins.register_standin(TWIN, lambda folder: None, about="the twin's stand-in")
+    standins.register_standin("ViT-B/32", lambda folder: (folder / "model.pt").write_bytes(b"x"), about="mini", entry="model.pt")
     cache = tmp_path / "hf-cache"
     assert not hub.resolve("ViT-B/32", cache_dir=cache, quiet=True).real  # no twin: both stand-ins
     assert "as its twin openai/clip-vit-base-patch32: offline" in hub.resolve("ViT-B/32", cache_dir=cache, quiet=True).reason

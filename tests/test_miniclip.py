@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_utils import shapes as S
-from course_utils.clipformats import clip_tokenizer, save_for_clip, to_hf, with_context
-from course_utils.miniclip import (ClipTrainConfig, MiniCLIPConfig, Tokens, build_clip, caption_truth, clip_loss,
-                                   encode, import_clip, normalize, recall_at_k, train_clip, zero_shot_accuracy,
-                                   zero_shot_probs)
-from course_utils.recipes import MINICLIP_DIR, load_miniclip, measure_miniclip, miniclip_record
+from course_utils.data import shapes as S
+from course_utils.interop.clip_formats import clip_tokenizer, save_for_clip, to_hf, with_context
+from course_utils.eval.metrics import caption_truth, recall_at_k, zero_shot_accuracy
+from course_utils.models.clip import build_clip, clip_loss, clip_normalize, encode, import_clip, MiniCLIPConfig, Tokens, zero_shot_probs
+from course_utils.training.clip import ClipTrainConfig, train_clip
+from course_utils.weights.recipes import MINICLIP_DIR, load_miniclip, measure_miniclip, miniclip_record
 
 clip = import_clip()
 
@@ -32,7 +32,7 @@ def random_model(seed=0, **changes):
 def test_clip_loss_is_the_cross_entropy_of_openais_logits():
     model = random_model()
     data = S.make_shapes(12, 32, seed=0)
-    images, tokens = normalize(data.images), clip.tokenize(data.captions, context_length=16)
+    images, tokens = clip_normalize(data.images), clip.tokenize(data.captions, context_length=16)
     with torch.no_grad():
         logits_per_image, logits_per_text = model(images, tokens)  # openai's own forward
         f, g = model.encode_image(images), model.encode_text(tokens)
@@ -104,7 +104,7 @@ def test_clip_load_reads_the_archive_and_gives_the_same_features(tmp_path):
     data = S.make_shapes(4, 32, seed=1)
     texts = S.class_prompts()[:5]
     with torch.no_grad():
-        torch.testing.assert_close(loaded.encode_image(normalize(data.images)), model.encode_image(normalize(data.images)))
+        torch.testing.assert_close(loaded.encode_image(clip_normalize(data.images)), model.encode_image(clip_normalize(data.images)))
         torch.testing.assert_close(loaded.encode_text(clip.tokenize(texts)),
                                    model.encode_text(clip.tokenize(texts, context_length=16)))
     assert loaded.visual.input_resolution == 32
@@ -118,10 +118,10 @@ def test_transformers_clipmodel_equals_openais():
     tokenizer = clip_tokenizer()
     ids = tokenizer(texts, padding=True, return_tensors="pt")
     with torch.no_grad():
-        projected = hf.get_image_features(pixel_values=normalize(data.images)).pooler_output  # (4, D)
-        torch.testing.assert_close(projected, model.encode_image(normalize(data.images)), atol=1e-5, rtol=1e-4)
-        out = hf(input_ids=ids.input_ids, attention_mask=ids.attention_mask, pixel_values=normalize(data.images))
-        logits, _ = model(normalize(data.images), clip.tokenize(texts, context_length=16))
+        projected = hf.get_image_features(pixel_values=clip_normalize(data.images)).pooler_output  # (4, D)
+        torch.testing.assert_close(projected, model.encode_image(clip_normalize(data.images)), atol=1e-5, rtol=1e-4)
+        out = hf(input_ids=ids.input_ids, attention_mask=ids.attention_mask, pixel_values=clip_normalize(data.images))
+        logits, _ = model(clip_normalize(data.images), clip.tokenize(texts, context_length=16))
     torch.testing.assert_close(out.logits_per_image, logits, atol=1e-4, rtol=1e-4)
 
 
@@ -177,7 +177,7 @@ def test_the_stand_ins_load_through_both_libraries(monkeypatch, tmp_path):
     from PIL import Image
     from transformers import CLIPModel, CLIPProcessor
 
-    from course_utils.hub import resolve
+    from course_utils.weights.resolver import resolve
 
     monkeypatch.setenv("COURSE_FORCE_STANDINS", "1")
     archive = resolve("ViT-B/32", quiet=True)

@@ -1,4 +1,4 @@
-"""Tests for course_utils.plotting: each helper draws what it is given and returns the axes."""
+"""Tests for course_utils.teaching.plotting: each helper draws what it is given and returns the axes."""
 import matplotlib
 
 matplotlib.use("Agg")  # no display: the same as MPLBACKEND=Agg
@@ -10,7 +10,7 @@ import torch  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from course_utils.plotting import attention_heatmap, attention_over_image, image_grid  # noqa: E402
+from course_utils.teaching.plotting import attention_heatmap, attention_over_image, image_grid  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -91,7 +91,7 @@ def test_attention_over_image_rejects_the_wrong_number_of_patches():
 
 
 def test_similarity_grid_draws_one_tile_per_patch():
-    from course_utils.plotting import similarity_grid
+    from course_utils.teaching.plotting import similarity_grid
 
     S = torch.eye(6)
     axes = similarity_grid(S, 2, 3)

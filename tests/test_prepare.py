@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from test_hub import _lay_out_like_the_hub
 
-from course_utils import hub, prepare
+from course_utils.weights import resolver as hub
+from course_utils.weights import standins
+from course_utils.weights import prepare
 
 VIT, CONVNEXT, SWIN = "google/vit-base-patch16-224", "facebook/convnext-tiny-224", "microsoft/swin-base-patch4-window7-224"
 
@@ -32,7 +34,7 @@ def caches(monkeypatch, tmp_path):
 @pytest.fixture
 def quick_standins(monkeypatch, caches):
     """The course's registrations replaced by two stand-ins that build in milliseconds; records the builds."""
-    monkeypatch.setattr(hub, "_STANDINS", {})
+    monkeypatch.setattr(standins, "STANDINS", {})
     built = []
 
     def builder(name):
@@ -43,7 +45,7 @@ def quick_standins(monkeypatch, caches):
         return build
 
     for name in (VIT, CONVNEXT):
-        hub.register_standin(name, builder(name), about=f"a quick test stand-in for {name}")
+        standins.register_standin(name, builder(name), about=f"a quick test stand-in for {name}")
     return built
 
 
@@ -89,13 +91,13 @@ def test_offline_reports_missing_standins_and_failed_builds_and_goes_on(quick_st
     def broken(folder):
         raise RuntimeError("out of disk\nand a second line")
 
-    hub.register_standin(CONVNEXT, broken, about="a broken builder")
+    standins.register_standin(CONVNEXT, broken, about="a broken builder")
     assert prepare.prepare([CONVNEXT, SWIN, VIT], offline=True) == 1
     out = capsys.readouterr().out
     assert re.search(r"\[1/3\] facebook/convnext-tiny-224: stand-in, a broken builder\n"
                      r"  FAILED after \d+\.\d s: RuntimeError: out of disk\n", out)
     assert f"[2/3] {SWIN}: no stand-in yet (chapter 04)" in out
-    assert quick_standins == [VIT] and hub.standin_built(VIT)  # the failures did not stop the rest
+    assert quick_standins == [VIT] and standins.standin_built(VIT)  # the failures did not stop the rest
     assert "built 1 stand-in(s)" in out and "1 without a stand-in yet; 1 failed" in out
     assert f"{SWIN}  ch 04  unavailable offline" in out
     assert out.rstrip().splitlines()[-2] == (  # then the time and disk it took
@@ -103,7 +105,7 @@ def test_offline_reports_missing_standins_and_failed_builds_and_goes_on(quick_st
 
 
 def test_offline_rebuilds_a_damaged_standin_with_its_message(quick_standins, capsys):
-    folder = hub.build_standin(VIT)
+    folder = standins.build_standin(VIT)
     (folder / "model.safetensors").write_bytes(b"\0" * 10)
     assert prepare.prepare([VIT], offline=True) == 0
     out = capsys.readouterr().out
@@ -145,7 +147,7 @@ def _blob_bytes(name: str) -> int:
 
 
 def test_online_downloads_every_checkpoint_with_its_files_and_sums_the_disk(monkeypatch, caches, capsys):
-    monkeypatch.setattr(hub, "_STANDINS", {})
+    monkeypatch.setattr(standins, "STANDINS", {})
     monkeypatch.setattr(hub, "hub_status", lambda: hub.HubStatus(True, "the hub answered in 0.1 s", 0.1))
     calls, fail = {}, {"microsoft/beit-base-patch16-224"}
     monkeypatch.setattr(prepare, "download", _fake_hub_download(caches, calls, fail))
@@ -212,7 +214,7 @@ def test_cli_prepare_offline_only_one_checkpoint(caches):
     def tiny(folder):  # the chapter 03 stand-in, as a lecture would install it (no training here)
         (folder / "config.json").write_text("{}")
 
-    folder = hub.build_standin(VIT, build=tiny)  # the course's registration: same folder for the subprocess
+    folder = standins.build_standin(VIT, build=tiny)  # the course's registration: same folder for the subprocess
     env = dict(os.environ, COURSE_UTILS_CACHE=str(caches / "course"), HF_HUB_CACHE=str(caches / "hf"),
                HF_HUB_OFFLINE="1")
     done = subprocess.run([sys.executable, "-m", "course_utils", "prepare", "--offline", "--only", VIT],
@@ -232,4 +234,4 @@ def test_cli_argument_errors_name_the_known_checkpoints(capsys):
     assert all(name in err for name in hub.CATALOGUE)
     assert main(["prepare", "--fast"]) == 2 and "unrecognized arguments: --fast" in capsys.readouterr().err
     assert main(["prepare", "--help"]) == 0 and "--only NAME" in capsys.readouterr().out
-    assert main(["--help"]) == 0 and "prepare [--offline] [--only NAME]" in capsys.readouterr().out
+    assert main(["--help"]) == 0 and "prepare   download the real checkpoints" in capsys.readouterr().out

@@ -5,7 +5,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils import hub, rehearse
+from course_utils.weights import resolver as hub
+from course_utils.weights import rehearse
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def test_the_runner_passes_a_real_run_and_names_what_goes_wrong(cache, tmp_path)
         env = rehearse.kernel_environment(cache, port, tmp_path / "course")
         assert "COURSE_FORCE_STANDINS" not in env and "HF_HUB_OFFLINE" not in env and env["COURSE_REHEARSAL"] == "1"
         real = rehearse.run_notebook(_notebook(tmp_path, (
-            "from course_utils.hub import resolve\n"
+            "from course_utils.weights.resolver import resolve\n"
             "from transformers import AutoImageProcessor, AutoModelForImageClassification\n"
             "ckpt = resolve('facebook/deit-base-patch16-224')\n"
             "model = AutoModelForImageClassification.from_pretrained(ckpt.path)\n"

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from course_utils import seed_everything
-from course_utils.vit import TrainConfig, train_classifier
+from course_utils.training.classifier import train_classifier, TrainConfig
 
 
 @pytest.fixture(autouse=True)
@@ -70,7 +70,7 @@ def test_a_schedulers_key_ignores_the_order_of_its_private_fields():
 
     from diffusers import DDIMScheduler
 
-    from course_utils.remember import _feed
+    from course_utils.training.remember import _feed
 
     a, b = DDIMScheduler(), DDIMScheduler()
     b.register_to_config(_use_default_values=list(reversed(a.config["_use_default_values"])))

@@ -1,12 +1,18 @@
-"""The small Stable Diffusion (course_utils.sd), its committed recipe weights, the judge, and the
+"""The small Stable Diffusion (course_utils.models.sd), its committed recipe weights, the judge, and the
 Stable Diffusion stand-in: each part does what chapter 07 says, and CI re-checks the recipe's quality."""
+from dataclasses import asdict
+
 import pytest
 import torch
 
-from course_utils import sd
-from course_utils.judge import HEADS, adherence, load_judge
-from course_utils.recipes import load_sd, sd_record
-from course_utils.shapes import COLOURS, HELD_OUT, PAIRS, SHAPES, make_shapes
+from course_utils.eval import metrics
+from course_utils.models import sd
+from course_utils.training import sd as sd_training
+from course_utils.eval.metrics import adherence
+from course_utils.models.judges import HEADS
+from course_utils.weights.recipes import load_judge
+from course_utils.weights.recipes import load_sd, sd_record
+from course_utils.data.shapes import COLOURS, HELD_OUT, PAIRS, SHAPES, make_shapes
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +98,7 @@ def test_recipe_quality_holds(parts, judge):
     record = sd_record()
     best = max(record["quality"]["per_scale"], key=lambda q: q["seen"]["both"])
     assert best["seen"]["both"] >= 0.80, "the recipe's recorded goal"
-    result = sd.prompt_adherence(parts, judge, pairs="seen", per_pair=4, guidance_scale=best["guidance_scale"],
+    result = metrics.prompt_adherence(parts, judge, pairs="seen", per_pair=4, guidance_scale=best["guidance_scale"],
                                  steps=25, seed=123)
     assert result["n"] == 84 and result["images"].shape == (84, 3, 32, 32)
     assert result["both"] >= best["seen"]["both"] - 0.12, (result["both"], best)
@@ -100,37 +106,37 @@ def test_recipe_quality_holds(parts, judge):
 
 
 def test_pair_prompts_and_diversity(judge):
-    prompts, colours, shapes = sd.pair_prompts("heldout", per_pair=3)
+    prompts, colours, shapes = metrics.pair_prompts("heldout", per_pair=3)
     assert len(prompts) == 12 and prompts[0] == f"a {HELD_OUT[0][0]} {HELD_OUT[0][1]}"
     assert [(COLOURS[c], SHAPES[s]) for c, s in zip(colours[::3].tolist(), shapes[::3].tolist())] == list(HELD_OUT)
-    assert len(sd.pair_prompts("seen", per_pair=1)[0]) == len(PAIRS) - len(HELD_OUT)
+    assert len(metrics.pair_prompts("seen", per_pair=1)[0]) == len(PAIRS) - len(HELD_OUT)
     varied = make_shapes(40, 32, seed=1, split="all").images  # random sizes and positions
     same = varied[:1].expand(40, -1, -1, -1)
-    assert sd.diversity(judge, varied, 20) > 0.5
-    assert sd.diversity(judge, same, 20) == pytest.approx(0.1)
+    assert metrics.diversity(judge, varied, 20) > 0.5
+    assert metrics.diversity(judge, same, 20) == pytest.approx(0.1)
 
 
 def test_training_steps_run_and_record(parts, judge):
     from dataclasses import replace
 
     small = sd.SDParts(parts.tokenizer, parts.text_encoder, parts.vae, sd.build_unet(sd.SD_UNET), parts.scheduler)
-    config = replace(sd.SD_TRAINING, steps=4, batch_size=8, eval_every=2, eval_per_pair=1, warmup=2)
+    config = replace(sd_training.SD_TRAINING, steps=4, batch_size=8, eval_every=2, eval_per_pair=1, warmup=2)
     before = [p.detach().clone() for p in small.unet.parameters()]
-    ema, history = sd.train_unet(small, config, judge=judge, progress=False)
+    ema, history = sd_training.train_unet(small, config, judge=judge, progress=False)
     assert len(history.loss) == 4 and all(torch.isfinite(torch.tensor(history.loss)))
     assert [e["step"] for e in history.evals] == [2, 4]
     assert any(not torch.equal(a, b) for a, b in zip(before, small.unet.parameters()))
     assert ema is not small.unet
 
     vae = sd.build_vae(sd.SD_VAE)
-    record = sd.train_vae(vae, sd.VAETrainConfig(steps=3, batch_size=4), progress=False)
+    record = sd_training.train_vae(vae, sd_training.VAETrainConfig(steps=3, batch_size=4), progress=False)
     assert record["scaling_factor"] > 0 and vae.config.scaling_factor == record["scaling_factor"]
 
 
 def test_standin_pipeline_saves_and_loads(tmp_path, monkeypatch):
     from diffusers import StableDiffusionPipeline
 
-    from course_utils import hub
+    from course_utils.weights import resolver as hub
 
     monkeypatch.setenv("COURSE_UTILS_CACHE", str(tmp_path))
     monkeypatch.setenv("COURSE_FORCE_STANDINS", "1")
@@ -144,11 +150,11 @@ def test_standin_pipeline_saves_and_loads(tmp_path, monkeypatch):
 
 
 def test_recipe_command_lists_the_recipes(capsys):
-    from course_utils.recipes import main
+    from course_utils.__main__ import main
 
-    assert main(["nonsense"]) == 2
+    assert main(["recipe", "nonsense"]) == 2
     err = capsys.readouterr().err
-    assert all(name in err for name in ("miniclip", "judge", "sd"))
+    assert "invalid choice: 'nonsense'" in err and all(name in err for name in ("miniclip", "judge", "sd"))
 
 
 def test_the_sd_recipe_runs_end_to_end(tmp_path, monkeypatch):
@@ -156,16 +162,16 @@ def test_the_sd_recipe_runs_end_to_end(tmp_path, monkeypatch):
     import json
     from dataclasses import replace
 
-    from course_utils import recipes
+    from course_utils.weights import recipes
 
-    monkeypatch.setattr(sd, "SD_VAE_TRAINING", replace(sd.SD_VAE_TRAINING, steps=3, batch_size=4))
-    monkeypatch.setattr(sd, "SD_TRAINING", replace(sd.SD_TRAINING, steps=2, eval_every=2, eval_per_pair=1,
+    monkeypatch.setattr(sd_training, "SD_VAE_TRAINING", replace(sd_training.SD_VAE_TRAINING, steps=3, batch_size=4))
+    monkeypatch.setattr(sd_training, "SD_TRAINING", replace(sd_training.SD_TRAINING, steps=2, eval_every=2, eval_per_pair=1,
                                                    batch_size=4, warmup=1))
     monkeypatch.setattr(recipes.measure_sd, "__defaults__", (1, (3.0,), 3))  # per pair, scales, DDIM steps
     record = recipes.train_sd(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["recipe.json", "unet.safetensors", "vae.safetensors"]
     saved = json.loads((tmp_path / "recipe.json").read_text())
-    assert saved["vae"]["config"] == json.loads(json.dumps(sd.asdict(sd.SD_VAE)))  # the architecture, not the training
+    assert saved["vae"]["config"] == json.loads(json.dumps(asdict(sd.SD_VAE)))  # the architecture, not the training
     assert saved["vae"]["training"]["steps"] == 3 and saved["unet"]["steps_done"] == 2
     assert [e["step"] for e in saved["unet"]["evals"]] == [2]
     assert [q["guidance_scale"] for q in saved["quality"]["per_scale"]] == [3.0] == [

@@ -1,9 +1,10 @@
-"""The encoder block (course_utils.transformer): both norm orders equal PyTorch's own layer."""
+"""The encoder block (course_utils.models.transformer): both norm orders equal PyTorch's own layer."""
 import pytest
 import torch
 
-from course_utils.attention import causal_mask, padding_mask
-from course_utils.transformer import TransformerEncoderBlock, to_torch_layer
+from course_utils.models.attention import causal_mask, padding_mask
+from course_utils.interop.torch_nn import to_torch_layer
+from course_utils.models.transformer import TransformerEncoderBlock
 
 
 def _block(pre_norm: bool, seed: int = 0) -> TransformerEncoderBlock:

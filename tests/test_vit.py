@@ -1,4 +1,4 @@
-"""The Vision Transformer (course_utils.vit): patchify, the embedding, agreement with transformers' ViT."""
+"""The Vision Transformer (course_utils.models.vit): patchify, the embedding, agreement with transformers' ViT."""
 import dataclasses
 import json
 from pathlib import Path
@@ -7,9 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils.vit import (DIGITS_LABELS, ConvStem, TrainConfig, ViT, ViTConfig, ViTEmbedding, attention_rollout,
-                              copy_to_hf, count_parameters, digits_data, evaluate, export_pretrained, hf_config,
-                              normalize, patchify, random_affine, sincos_2d_embedding, to_hf, train_classifier)
+from course_utils.data.digits import digits_data, DIGITS_LABELS, normalize
+from course_utils.eval.metrics import evaluate
+from course_utils.interop.hf_vit import copy_to_hf, export_pretrained, hf_config, to_hf
+from course_utils.models.vit import attention_rollout, ConvStem, count_parameters, patchify, sincos_2d_embedding, ViT, ViTConfig, ViTEmbedding
+from course_utils.training.classifier import random_affine, train_classifier, TrainConfig
 
 SMALL = ViTConfig(image_size=8, patch_size=4, in_channels=3, dim=16, depth=2, num_heads=2, mlp_dim=32, num_classes=5)
 
@@ -193,7 +195,8 @@ def test_training_learns_a_small_task():
 def test_vit_standin_builds_and_loads_through_from_pretrained(monkeypatch, tmp_path, capsys):
     from transformers import AutoImageProcessor, ViTForImageClassification
 
-    from course_utils import hub, standins
+    from course_utils.weights import resolver as hub
+    from course_utils.weights import standins
 
     monkeypatch.setenv("COURSE_FORCE_STANDINS", "1")
     monkeypatch.setenv("COURSE_UTILS_CACHE", str(tmp_path))
@@ -215,7 +218,8 @@ def test_vit_standin_builds_and_loads_through_from_pretrained(monkeypatch, tmp_p
 def test_the_lectures_model_becomes_the_standin(monkeypatch, tmp_path):
     from transformers import ViTForImageClassification
 
-    from course_utils import hub, standins
+    from course_utils.weights import resolver as hub
+    from course_utils.weights import standins
 
     monkeypatch.setenv("COURSE_UTILS_CACHE", str(tmp_path))
     monkeypatch.setenv("COURSE_FORCE_STANDINS", "1")
@@ -224,7 +228,7 @@ def test_the_lectures_model_becomes_the_standin(monkeypatch, tmp_path):
     history = train_classifier(model, *digits_data()[:2], TrainConfig(epochs=1), progress=False)
     history.test_accuracy.append(0.5)
     folder = standins.save_vit_standin(model, history, TrainConfig(epochs=1))
-    assert folder == hub.standin_dir(standins.VIT_NAME) and hub.standin_built(standins.VIT_NAME)
+    assert folder == standins.standin_dir(standins.VIT_NAME) and standins.standin_built(standins.VIT_NAME)
     assert hub.resolve(standins.VIT_NAME, quiet=True).path == str(folder)  # no second training
     loaded = ViTForImageClassification.from_pretrained(folder).eval()
     x = digits_data().x_test[:4]
@@ -236,14 +240,14 @@ def test_the_lectures_model_becomes_the_standin(monkeypatch, tmp_path):
         raise RuntimeError("out of disk")
 
     with pytest.raises(RuntimeError, match="out of disk"):  # a failed rebuild keeps the good copy
-        hub.build_standin(standins.VIT_NAME, rebuild=True, build=broken)
-    assert hub.standin_built(standins.VIT_NAME)
+        standins.build_standin(standins.VIT_NAME, rebuild=True, build=broken)
+    assert standins.standin_built(standins.VIT_NAME)
 
 
 def test_from_hf_loads_a_transformers_vit_into_the_course_vit():
     from transformers import ViTForImageClassification
 
-    from course_utils.vit import from_hf
+    from course_utils.interop.hf_vit import from_hf
 
     torch.manual_seed(0)
     config = hf_config(SMALL)

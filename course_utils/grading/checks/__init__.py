@@ -1,0 +1,94 @@
+"""Checks for the exercise notebooks: they run a student's function or class on fixed inputs.
+
+One module per chapter (``course_utils.grading.checks.attention``, ...). Every check function follows
+the same rules, so that the course's checker can compare a student's check-cell output with the
+solution's, line for line:
+
+* it prints only verdict lines, ``✓ <what was checked>``, with shapes where useful and never a
+  raw float, so every correct implementation prints exactly the same text;
+* on the first mistake it raises :class:`CheckFailed` with a message that names the mistake
+  ("scores are not divided by sqrt(d_k)"), found by comparing the student's result with a
+  reference *and* with the classic buggy variants;
+* an exception inside the student's code is reported as "your ... raised X: message";
+* inputs come from fixed seeds, in float32, and the notebook's own random state is left alone.
+
+This file holds the helpers the chapter modules share.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import torch
+
+__all__ = ["CheckFailed", "passed", "fmt_shape", "call", "close", "randn", "keep_rng", "require_callable"]
+
+
+class CheckFailed(AssertionError):
+    """A check found a mistake; the message names it (and, where it can, how to fix it)."""
+
+
+def passed(text: str) -> None:
+    """Print one verdict line: ``✓ text``."""
+    print(f"✓ {text}")
+
+
+def fmt_shape(shape_or_tensor) -> str:
+    """A shape as the tuple students know: ``(2, 4, 5, 8)``."""
+    shape = shape_or_tensor.shape if hasattr(shape_or_tensor, "shape") else shape_or_tensor
+    return str(tuple(int(n) for n in shape))
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def call(fn: Callable, *args, what: str = "your function", where: str = "", **kwargs):
+    """``fn(*args, **kwargs)``; an exception inside it becomes a CheckFailed naming it.
+
+    ``what`` names the student's code ("your function", "your forward"); ``where`` says what it
+    was given ("for q of shape (3, 5, 16)"). Every other keyword goes to ``fn``.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except CheckFailed:
+        raise
+    except NotImplementedError as e:
+        raise CheckFailed(f"{what} is not implemented yet: replace `raise NotImplementedError()` "
+                          "with your code") from e
+    except Exception as e:  # noqa: BLE001 - any error in the student's code is reported, not shown raw
+        given = f" {where}" if where else ""
+        message = _first_line(e)
+        raise CheckFailed(f"{what} raised {type(e).__name__}{given}"
+                          + (f": {message}" if message else "")) from e
+
+
+def close(actual, expected, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
+    """True when two tensors have the same shape and agree within float32 tolerance (NaN never agrees)."""
+    if not isinstance(actual, torch.Tensor) or not isinstance(expected, torch.Tensor):
+        return False
+    if actual.shape != expected.shape:
+        return False
+    a = actual.detach().to("cpu", torch.float64)
+    b = expected.detach().to("cpu", torch.float64)
+    return bool(torch.allclose(a, b, rtol=rtol, atol=atol))
+
+
+def randn(*shape: int, generator: torch.Generator, scale: float = 1.0) -> torch.Tensor:
+    """Standard normal float32 values from ``generator`` (independent of the global seed)."""
+    return torch.randn(*shape, generator=generator, dtype=torch.float32) * scale
+
+
+@contextlib.contextmanager
+def keep_rng():
+    """Run a check without changing torch's global random state (a student's __init__ draws from it)."""
+    with torch.random.fork_rng(devices=[]):
+        yield
+
+
+def require_callable(obj, name: str, kind: str = "function") -> None:
+    """CheckFailed unless ``obj`` can be called (a class, a function)."""
+    if not callable(obj):
+        raise CheckFailed(f"expected the {kind} {name}, got {type(obj).__name__}: pass the {kind} "
+                          f"itself ({name}), not the result of calling it")

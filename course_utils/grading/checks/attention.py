@@ -1,0 +1,480 @@
+"""Checks for exercise 01, attention (Vaswani et al., "Attention Is All You Need", 2017).
+
+    check_scaled_dot_product_attention(scaled_dot_product_attention)
+    check_multi_head_attention(MultiHeadAttention)
+
+The contract of the student's code:
+
+(a) ``scaled_dot_product_attention(q, k, v, mask=None)`` returns ``(output, weights)``. q is
+    (..., Lq, d), k is (..., Lk, d), v is (..., Lk, dv); output is (..., Lq, dv); weights is
+    (..., Lq, Lk) and sums to 1 over the keys. ``mask`` is boolean, broadcastable to
+    (..., Lq, Lk), True where a query may attend.
+(b) ``class MultiHeadAttention(nn.Module)``: ``__init__(self, dim, num_heads)`` with four
+    ``nn.Linear(dim, dim)`` (with bias) named q_proj, k_proj, v_proj, out_proj;
+    ``forward(self, x, context=None, mask=None)`` returns (B, N, dim). Keys and values come from
+    ``context`` (B, M, dim) when given, otherwise from x. ``mask`` follows (a) and is broadcastable
+    to (B, num_heads, N, M). Head i uses features i*d_k .. (i+1)*d_k - 1 of each projection
+    (d_k = dim / num_heads, the layout of ``torch.nn.MultiheadAttention``). A ``dim`` not
+    divisible by ``num_heads`` raises ValueError. Returning ``(output, weights)`` is fine too.
+
+Any correct implementation prints the same verdict lines (matmul or einsum, -inf or a large
+negative fill, loops over heads or reshapes). A mistake raises ``CheckFailed`` naming it; the
+mistakes recognised are the module-level message constants below. Rows with no allowed key are
+never tested: implementations legitimately differ there (NaN or uniform weights).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from course_utils.models.attention import causal_mask, padding_mask
+from course_utils.models.attention import scaled_dot_product_attention as _reference
+from course_utils.grading.checks import CheckFailed, call, close, fmt_shape, keep_rng, passed, randn, require_callable
+
+__all__ = ["check_scaled_dot_product_attention", "check_multi_head_attention"]
+
+# Shape legend: as in course_utils.models.attention. ... leading dimensions, Lq queries, Lk keys,
+# d = d_k query/key width, dv value width; B batch, N tokens of x, M tokens of the context,
+# D model width (dim), H heads.
+
+# ------------------------------------------------------------------ what the mistakes are called
+SWAPPED = "returned (weights, output); expected (output, weights)"
+WRONG_SOFTMAX_DIM = "weights do not sum to 1 over the keys (did you take the softmax over the wrong dimension?)"
+NO_SOFTMAX = "weights do not sum to 1 over the keys: return the softmax of the scores, not the scores"
+NOT_NORMALISED = "weights do not sum to 1 over the keys: apply the softmax over the last dimension (the keys)"
+NOT_SCALED = "scores are not divided by sqrt(d_k)"
+BY_DK = "scores are divided by d_k instead of sqrt(d_k)"
+TIMES_SQRT_DK = "scores are multiplied by sqrt(d_k) instead of divided by it"
+WRONG_WEIGHTS = "weights differ from softmax(q kᵀ / sqrt(d_k)): check the scores, q @ k.transpose(-2, -1)"
+WRONG_OUTPUT = "output differs from weights @ v: the output is the weights times the values"
+LEADING_DIMS = ("index dimensions from the end (k.transpose(-2, -1), softmax(dim=-1), q.shape[-1]) "
+                "so that any number of leading dimensions works")
+MASKED_KEYS = "masked keys still receive weight: fill them with -inf (or a large negative) before the softmax"
+INVERTED = "the mask is inverted: True means the query MAY attend"
+MASK_AFTER_SOFTMAX = ("weights do not sum to 1 over the keys when a mask is given: apply the mask to the scores "
+                      "before the softmax, not to the weights after it")
+MASK_NAN = ("weights contain NaN although every query may attend to some key: fill masked scores with "
+            "masked_fill or torch.where (-inf times 0 is NaN)")
+NO_GRAD = "no gradient flows back to {name}: keep every step in torch (no .detach(), .item() or NumPy)"
+
+SCALED_BY_DIM = "scores are scaled by sqrt(dim) instead of sqrt(dim / num_heads): d_k is the width of one head"
+SPLIT = ("heads split incorrectly: (B, N, dim) -> (B, num_heads, N, dim / num_heads), head i taking features "
+         "i*d_k to (i+1)*d_k - 1, e.g. rearrange(t, 'b n (h d) -> b h n d', h=num_heads)")
+MERGE = ("heads merged incorrectly: (B, num_heads, N, d_k) -> (B, N, dim) must undo the split, "
+         "e.g. rearrange(t, 'b h n d -> b n (h d)')")
+ONE_HEAD = ("attention is computed as a single head over all dim features: split q, k and v into num_heads "
+            "heads of dim / num_heads features each")
+NO_OUT_PROJ = "out_proj is never applied: the merged heads go through out_proj (W^O)"
+KV_SWAPPED = "k_proj and v_proj are swapped: keys come from k_proj, values from v_proj"
+QK_SWAPPED = "q_proj and k_proj are swapped: queries come from q_proj applied to x, keys from k_proj"
+SOFTMAX_OVER_QUERIES = "the softmax is taken over the queries: take it over the keys (the last dimension)"
+CONTEXT_IGNORED = "keys and values must come from `context` when it is given"
+QUERIES_FROM_CONTEXT = "queries must come from x, keys and values from `context`"
+WRONG_MHA = ("output differs from multi-head attention with the same weights: check each step (project with "
+             "q_proj, k_proj, v_proj; split into heads; attend; merge the heads; out_proj)")
+NO_VALUE_ERROR = "expected ValueError for dim=10, num_heads=3"
+
+
+# ---------------------------------------------------------------------- scaled dot-product attention
+
+def _scaled(q, k, v, mask, c):
+    """Attention whose scores are (q kᵀ) * c instead of (q kᵀ) / sqrt(d_k): the scaling bugs."""
+    return _reference(q * (c * math.sqrt(q.shape[-1])), k, v, mask)
+
+
+def _sdpa_call(fn, q, k, v, mask=None, context=""):
+    """Call the student's function on copies of the inputs; check the pair, its shapes, no in-place edits."""
+    given = [q.clone(), k.clone(), v.clone()] + ([] if mask is None else [mask.clone()])
+    result = call(fn, *given, what="your function", where=context)
+    where = f" {context}" if context else ""
+    if isinstance(result, torch.Tensor):
+        raise CheckFailed(f"expected a pair (output, weights), got one tensor of shape {fmt_shape(result)}: "
+                          "return output, weights")
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        got = (f"a {type(result).__name__} of length {len(result)}" if isinstance(result, (tuple, list))
+               else type(result).__name__)
+        raise CheckFailed(f"expected a pair (output, weights), got {got}")
+    out, w = result
+    for name, t in (("output", out), ("weights", w)):
+        if not isinstance(t, torch.Tensor):
+            raise CheckFailed(f"expected {name} to be a tensor, got {type(t).__name__}")
+    want_out = (*q.shape[:-1], v.shape[-1])  # (..., Lq, dv)
+    want_w = (*q.shape[:-1], k.shape[-2])  # (..., Lq, Lk)
+    if tuple(out.shape) == want_w and tuple(w.shape) == want_out:
+        raise CheckFailed(SWAPPED)
+    if tuple(out.shape) != want_out:
+        raise CheckFailed(f"expected output shape {want_out}, got {fmt_shape(out)}{where}")
+    if tuple(w.shape) != want_w:
+        raise CheckFailed(f"expected weights shape {want_w}, got {fmt_shape(w)}{where}")
+    for name, t, original in zip(("q", "k", "v", "mask"), given, (q, k, v, mask)):
+        if not torch.equal(t, original):
+            raise CheckFailed(f"your function changed its input {name} in place: compute new tensors instead "
+                              "(masked_fill, not masked_fill_)")
+    return out.detach().float(), w.detach().float()
+
+
+def _diagnose_normalisation(w, q, k):
+    """Weights that do not sum to 1 over the keys: which mistake is it?"""
+    if not torch.isfinite(w).all():
+        raise CheckFailed("weights contain NaN or inf: " + NOT_NORMALISED.split(": ")[1])
+    for dim in range(w.dim() - 1):
+        sums = w.sum(dim)
+        if close(sums, torch.ones_like(sums)):
+            raise CheckFailed(WRONG_SOFTMAX_DIM)
+    scores = q @ k.transpose(-2, -1)  # (..., Lq, Lk)
+    if close(w, scores) or close(w, scores / math.sqrt(q.shape[-1])):
+        raise CheckFailed(NO_SOFTMAX)
+    raise CheckFailed(NOT_NORMALISED)
+
+
+def _diagnose_scale(w, q, k, v):
+    """Weights that sum to 1 but differ from the reference: a known wrong scaling, or something else."""
+    d = q.shape[-1]
+    candidates = [(1.0, NOT_SCALED), (1.0 / d, BY_DK), (math.sqrt(d), TIMES_SQRT_DK)]
+    named = [("v.shape[-1]", v.shape[-1]), ("k.shape[-2]", k.shape[-2])]
+    named += [(f"q.shape[{i}]", n) for i, n in enumerate(q.shape[:-1])]
+    for label, n in named:
+        if n != d:
+            candidates.append((1.0 / math.sqrt(n), f"scores are divided by sqrt({n}) = sqrt({label}); d_k is the "
+                                                   f"width of q and k, q.shape[-1] = {d}"))
+    for c, message in candidates:
+        if close(w, _scaled(q, k, v, None, c)[1]):
+            raise CheckFailed(message)
+    raise CheckFailed(WRONG_WEIGHTS)
+
+
+def _check_masked(fn, q, k, v, mask, label):
+    """Run with a mask that leaves every query at least one key; name the mistake if any."""
+    out, w = _sdpa_call(fn, q, k, v, mask, context=f"with {label}")
+    ref_out, ref_w = _reference(q, k, v, mask)
+    if close(w, ref_w) and close(out, ref_out):
+        return
+    allowed = mask.expand(w.shape)  # (..., Lq, Lk)
+    if not torch.isfinite(w).all():
+        raise CheckFailed(MASK_NAN)
+    if w[~allowed].abs().max() > 1e-6:  # weight where the mask forbids it
+        if w[allowed].abs().max() <= 1e-6 or close(w, _reference(q, k, v, ~mask)[1]):
+            raise CheckFailed(INVERTED)
+        raise CheckFailed(MASKED_KEYS)
+    sums = w.sum(-1)
+    if not close(sums, torch.ones_like(sums)):
+        raise CheckFailed(MASK_AFTER_SOFTMAX)
+    if not close(w, ref_w):
+        raise CheckFailed(f"with {label}, the weights of the allowed keys differ from the softmax over those keys")
+    raise CheckFailed(f"with {label}, " + WRONG_OUTPUT)
+
+
+def _mixed_mask(*shape, generator):
+    """A random boolean mask in which every row allows at least one key and forbids at least one."""
+    mask = torch.rand(*shape, generator=generator) < 0.5
+    mask[..., 0], mask[..., 1] = True, False
+    return mask
+
+
+def check_scaled_dot_product_attention(fn) -> None:
+    """Check a student's ``scaled_dot_product_attention(q, k, v, mask=None) -> (output, weights)``."""
+    require_callable(fn, "scaled_dot_product_attention")
+    g = torch.Generator().manual_seed(0)
+    B, H, Lq, Lk, d, dv = 2, 4, 5, 6, 16, 8  # all different, so that no transpose goes unnoticed
+    q, k, v = randn(B, H, Lq, d, generator=g), randn(B, H, Lk, d, generator=g), randn(B, H, Lk, dv, generator=g)
+    with keep_rng():
+        # 1. the pair and its shapes
+        out, w = _sdpa_call(fn, q, k, v)
+        passed(f"returns (output, weights): output {fmt_shape(out)} and weights {fmt_shape(w)} for "
+               f"q {fmt_shape(q)}, k {fmt_shape(k)}, v {fmt_shape(v)}")
+        # 2. a distribution over the keys
+        sums = w.sum(-1)
+        if not (torch.isfinite(w).all() and close(sums, torch.ones_like(sums))):
+            _diagnose_normalisation(w, q, k)
+        passed("the weights sum to 1 over the keys")
+        # 3. softmax(q kᵀ / sqrt(d_k)), then 4. weights @ v
+        ref_out, ref_w = _reference(q, k, v)
+        if not close(w, ref_w):
+            _diagnose_scale(w, q, k, v)
+        passed(f"weights = softmax(q kᵀ / √d_k) with d_k = {d}")
+        if not close(out, ref_out):
+            raise CheckFailed(WRONG_OUTPUT)
+        passed("output = weights @ v")
+        # 5. any number of leading dimensions
+        shapes = []
+        for lead in ((), (3,)):
+            q2, k2, v2 = (randn(*lead, Lq, d, generator=g), randn(*lead, Lk, d, generator=g),
+                          randn(*lead, Lk, dv, generator=g))
+            try:
+                out2, w2 = _sdpa_call(fn, q2, k2, v2, context=f"for q of shape {fmt_shape(q2)}")
+            except CheckFailed as e:
+                raise CheckFailed(f"{e}; {LEADING_DIMS}") from e
+            if not (close(out2, _reference(q2, k2, v2)[0]) and close(w2, _reference(q2, k2, v2)[1])):
+                raise CheckFailed(f"wrong result for q of shape {fmt_shape(q2)} (right for {fmt_shape(q)}): "
+                                  + LEADING_DIMS)
+            shapes.append(fmt_shape(q2))
+        passed(f"any leading dimensions: q {shapes[0]} and {shapes[1]} work too")
+        # 6. masks: an arbitrary one, a causal one, a padding one
+        mask = _mixed_mask(B, H, Lq, Lk, generator=g)
+        _check_masked(fn, q, k, v, mask, f"a mask of shape {fmt_shape(mask)}")
+        passed(f"mask {fmt_shape(mask)}: masked keys get zero weight, the others share the softmax")
+        qs, ks, vs = randn(B, H, Lk, d, generator=g), randn(B, H, Lk, d, generator=g), randn(B, H, Lk, dv, generator=g)
+        causal = causal_mask(Lk)
+        _check_masked(fn, qs, ks, vs, causal, f"a causal mask of shape {fmt_shape(causal)}")
+        passed(f"causal mask {fmt_shape(causal)}, broadcast over batch and heads")
+        padding = padding_mask(torch.tensor([Lk, 3]), Lk)
+        _check_masked(fn, q, k, v, padding, f"a padding mask of shape {fmt_shape(padding)}")
+        passed(f"padding mask {fmt_shape(padding)}, broadcast over heads and queries")
+        # 7. gradients
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        result = call(fn, *leaves, what="your function")
+        r = randn(*ref_out.shape, generator=g)
+        if not result[0].requires_grad:
+            raise CheckFailed(NO_GRAD.format(name="q, k and v"))
+        call(lambda: (result[0] * r).sum().backward(), what="backpropagating through your function")
+        for name, t in zip("qkv", leaves):
+            if t.grad is None or not t.grad.abs().sum() > 0 or not torch.isfinite(t.grad).all():
+                raise CheckFailed(NO_GRAD.format(name=name))
+        passed("gradients flow back to q, k and v")
+    print("All checks passed: scaled_dot_product_attention is correct.")
+
+
+# ------------------------------------------------------------------------------ multi-head attention
+
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+def _mha(P, x, context=None, mask=None, *, split="ok", merge="ok", scale="sqrt_width", heads=None,
+         out_proj=True, swap=None, softmax_dim=-1, ignore_context=False, mask_bug=None):
+    """Multi-head attention with the weights ``P`` (name -> (W, b)), or one of its classic mistakes.
+
+    The defaults are the right thing; each keyword plants one mistake, so the checks can tell
+    which one a student's output matches. ``scale`` names the divisor of the scores: "sqrt_width"
+    (the width of the heads actually used), "sqrt_head" (sqrt(dim / num_heads)), "sqrt_dim",
+    "dk" (the width, unrooted) or "none".
+    """
+    H = P["num_heads"] if heads is None else heads
+    B, N, D = x.shape
+    d_k = D // H  # the width of the heads used here
+    ctx = x if (context is None or ignore_context) else context  # (B, M, D)
+    names = {"q": "q_proj", "k": "k_proj", "v": "v_proj"}
+    if swap == "kv":
+        names["k"], names["v"] = "v_proj", "k_proj"
+    if swap == "qk":
+        names["q"], names["k"] = "k_proj", "q_proj"
+
+    def lin(name, t):
+        W, b = P[name]
+        return t @ W.T + b  # (B, *, D)
+
+    q, k, v = lin(names["q"], x), lin(names["k"], ctx), lin(names["v"], ctx)  # (B, N, D), (B, M, D), (B, M, D)
+
+    def split_heads(t):  # (B, L, D) -> (B, H, L, d_k), rightly or in one of the wrong ways
+        if split == "dh":
+            return rearrange(t, "b l (d h) -> b h l d", h=H)
+        if split == "reshape":
+            return t.reshape(t.shape[0], H, t.shape[1], d_k)
+        if split == "no_transpose":
+            return rearrange(t, "b l (h d) -> b l h d", h=H)  # attends over heads, not tokens
+        return rearrange(t, "b l (h d) -> b h l d", h=H)
+
+    q, k, v = split_heads(q), split_heads(k), split_heads(v)  # (B, H, N, d_k), (B, H, M, d_k), (B, H, M, d_k)
+    divisor = {"sqrt_width": math.sqrt(d_k), "sqrt_head": math.sqrt(D // P["num_heads"]), "sqrt_dim": math.sqrt(D),
+               "dk": d_k, "none": 1.0}[scale]
+    q = q * (math.sqrt(d_k) / divisor)  # the reference divides by sqrt(d_k); this makes it divide by the divisor
+    if mask is not None and mask_bug == "inverted":
+        mask = ~mask
+    if mask_bug == "ignored":
+        mask = None
+    if softmax_dim == -1:
+        heads_out, _ = _reference(q, k, v, mask)  # (B, H, N, d_k)
+    else:
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, H, N, M)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        heads_out = scores.softmax(dim=softmax_dim) @ v  # (B, H, N, d_k)
+    if merge == "dh":
+        concat = rearrange(heads_out, "b h n d -> b n (d h)")
+    elif merge == "reshape":
+        concat = heads_out.reshape(B, N, D)
+    elif split == "no_transpose":
+        concat = rearrange(heads_out, "b n h d -> b n (h d)")
+    else:
+        concat = rearrange(heads_out, "b h n d -> b n (h d)")  # (B, N, D)
+    return lin("out_proj", concat) if out_proj else concat  # (B, N, D)
+
+
+# (message, mistake) pairs tried, in order, when a student's output differs from the reference
+_MHA_MISTAKES = [
+    (SCALED_BY_DIM, dict(scale="sqrt_dim")),
+    (NOT_SCALED, dict(scale="none")),
+    (BY_DK, dict(scale="dk")),
+    (ONE_HEAD, dict(heads=1, scale="sqrt_head")),
+    (ONE_HEAD, dict(heads=1)),
+    (SPLIT, dict(split="reshape", merge="reshape")),
+    (SPLIT, dict(split="reshape")),
+    (SPLIT, dict(split="dh", merge="dh")),
+    (SPLIT, dict(split="dh")),
+    (SPLIT, dict(split="no_transpose")),
+    (MERGE, dict(merge="reshape")),
+    (MERGE, dict(merge="dh")),
+    (NO_OUT_PROJ, dict(out_proj=False)),
+    (KV_SWAPPED, dict(swap="kv")),
+    (QK_SWAPPED, dict(swap="qk")),
+    (SOFTMAX_OVER_QUERIES, dict(softmax_dim=-2)),
+]
+
+
+def _mha_params(module, D, H, generator):
+    """Give the student's projections fixed weights (whatever their init); return them as a dict."""
+    P = {"num_heads": H}
+    with torch.no_grad():
+        for name in PROJECTIONS:
+            W, b = randn(D, D, generator=generator, scale=1 / math.sqrt(D)), randn(D, generator=generator, scale=0.1)
+            layer = getattr(module, name)
+            layer.weight.copy_(W)
+            layer.bias.copy_(b)
+            P[name] = (W, b)
+    return P
+
+
+def _build(cls, D, H):
+    module = call(cls, D, H, what=f"MultiHeadAttention({D}, {H})")
+    if not isinstance(module, nn.Module):
+        raise CheckFailed(f"MultiHeadAttention must be a subclass of nn.Module, got {type(module).__name__}")
+    for name in PROJECTIONS:
+        layer = getattr(module, name, None)
+        if layer is None:
+            raise CheckFailed(f"MultiHeadAttention({D}, {H}) has no attribute {name}: name the four projections "
+                              "q_proj, k_proj, v_proj, out_proj")
+        if not isinstance(layer, nn.Linear) or (layer.in_features, layer.out_features) != (D, D):
+            raise CheckFailed(f"{name} must be nn.Linear({D}, {D}) (one projection for all heads), got {layer!r}")
+        if layer.bias is None:
+            raise CheckFailed(f"{name} must have a bias (nn.Linear's default, bias=True)")
+    layers = [getattr(module, name) for name in PROJECTIONS]
+    for i in range(4):
+        for j in range(i + 1, 4):
+            if layers[i] is layers[j]:
+                raise CheckFailed(f"{PROJECTIONS[i]} and {PROJECTIONS[j]} are the same layer: create four "
+                                  "separate nn.Linear")
+    return module.eval()
+
+
+def _forward(module, x, what, **kwargs):
+    """The student's output (B, N, D); an extra return of the weights is allowed."""
+    kwargs = {key: (value.clone() if isinstance(value, torch.Tensor) else value) for key, value in kwargs.items()}
+    result = call(module, x.clone(), what="your forward", where=what, **kwargs)
+    if isinstance(result, (tuple, list)) and result and isinstance(result[0], torch.Tensor):
+        result = result[0]
+    if not isinstance(result, torch.Tensor):
+        raise CheckFailed(f"expected forward to return a tensor (B, N, dim), got {type(result).__name__}")
+    return result
+
+
+def _expect_output(out, want, what):
+    if tuple(out.shape) != want:
+        raise CheckFailed(f"expected output shape {want}, got {fmt_shape(out)} {what}")
+
+
+def _diagnose_mha(out, P, x, context=None, mask=None, extra=()):
+    """The student's output differs from the reference: name the mistake, or say so."""
+    out = out.detach().float()
+    for message, mistake in [*extra, *_MHA_MISTAKES]:
+        try:
+            candidate = _mha(P, x, context, mask, **mistake)
+        except RuntimeError:  # this mistake cannot happen with these shapes
+            continue
+        if close(out, candidate):
+            raise CheckFailed(message)
+    if not torch.isfinite(out).all() and mask is not None:
+        raise CheckFailed(MASK_NAN)
+    raise CheckFailed(WRONG_MHA)
+
+
+def _check_mha_case(module, P, x, context=None, mask=None, what=""):
+    kwargs = {}
+    if context is not None:
+        kwargs["context"] = context
+    if mask is not None:
+        kwargs["mask"] = mask
+    out = _forward(module, x, what, **kwargs)
+    _expect_output(out, tuple(x.shape), what)
+    if not close(out, _mha(P, x, context, mask)):
+        extra = []
+        if mask is not None:
+            extra = [(INVERTED, dict(mask_bug="inverted")), (MASKED_KEYS, dict(mask_bug="ignored"))]
+        if context is not None:
+            extra.append((CONTEXT_IGNORED, dict(ignore_context=True)))
+        _diagnose_mha(out, P, x, context, mask, extra)
+    return out
+
+
+def check_multi_head_attention(cls) -> None:
+    """Check a student's ``MultiHeadAttention(dim, num_heads)`` module (see the module docstring)."""
+    require_callable(cls, "MultiHeadAttention", kind="class")
+    g = torch.Generator().manual_seed(1)
+    B, N, M, D, H = 2, 5, 7, 32, 4
+    with keep_rng():
+        # 1. the four projections
+        module = _build(cls, D, H)
+        P = _mha_params(module, D, H, g)
+        passed(f"MultiHeadAttention({D}, {H}) is an nn.Module with four nn.Linear({D}, {D}): "
+               f"q_proj, k_proj, v_proj, out_proj")
+        # 2. self-attention, against the reference with the same weights
+        x, context = randn(B, N, D, generator=g), randn(B, M, D, generator=g)
+        what = f"for x of shape {fmt_shape(x)}"
+        out = _forward(module, x, what)
+        _expect_output(out, (B, N, D), what)
+        passed(f"self-attention: x {fmt_shape(x)} -> {fmt_shape(out)}")
+        if not close(out, _mha(P, x)):
+            _diagnose_mha(out, P, x)
+        passed(f"equals multi-head attention with the same weights: {H} heads of d_k = {D // H}, "
+               "concatenated, then out_proj")
+        # 3. cross-attention
+        what = f"for x of shape {fmt_shape(x)} and context of shape {fmt_shape(context)}"
+        out = _forward(module, x, what, context=context)
+        if tuple(out.shape) == (B, M, D):
+            raise CheckFailed(f"{QUERIES_FROM_CONTEXT}: expected output shape {(B, N, D)} (one row per token of x), "
+                              f"got {fmt_shape(out)}")
+        _check_mha_case(module, P, x, context=context, what=what)
+        passed(f"cross-attention: x {fmt_shape(x)}, context {fmt_shape(context)} -> {(B, N, D)}, "
+               "keys and values from the context")
+        # 4. masks: an arbitrary one, a causal one, a padding one
+        mask = _mixed_mask(B, 1, N, M, generator=g)
+        _check_mha_case(module, P, x, context=context, mask=mask, what=f"with a mask of shape {fmt_shape(mask)}")
+        passed(f"mask {fmt_shape(mask)} with cross-attention, broadcast over the heads")
+        causal = causal_mask(N)
+        _check_mha_case(module, P, x, mask=causal, what=f"with a causal mask of shape {fmt_shape(causal)}")
+        passed(f"causal mask {fmt_shape(causal)}")
+        padding = padding_mask(torch.tensor([M, 4]), M)
+        _check_mha_case(module, P, x, context=context, mask=padding,
+                        what=f"with a padding mask of shape {fmt_shape(padding)}")
+        passed(f"padding mask {fmt_shape(padding)} over the context")
+        # 5. another width and number of heads
+        D2, H2 = 24, 3
+        module2 = _build(cls, D2, H2)
+        P2 = _mha_params(module2, D2, H2, g)
+        x2 = randn(B, N, D2, generator=g)
+        _check_mha_case(module2, P2, x2, what=f"for MultiHeadAttention({D2}, {H2}) and x of shape {fmt_shape(x2)}")
+        passed(f"MultiHeadAttention({D2}, {H2}) is right too")
+        # 6. gradients
+        out = _forward(module, x, "", context=context)
+        r = randn(B, N, D, generator=g)
+        module.zero_grad()
+        if not out.requires_grad:
+            raise CheckFailed(NO_GRAD.format(name="the projections"))
+        call(lambda: (out * r).sum().backward(), what="backpropagating through your forward")
+        for name in PROJECTIONS:
+            grad = getattr(module, name).weight.grad
+            if grad is None or not grad.abs().sum() > 0:
+                raise CheckFailed(NO_GRAD.format(name=f"{name}.weight"))
+        passed("gradients reach all four projections")
+        # 7. a width the heads cannot share
+        try:
+            cls(10, 3)
+        except ValueError:
+            pass
+        except Exception as e:  # noqa: BLE001 - the wrong kind of error
+            raise CheckFailed(f"{NO_VALUE_ERROR}, got {type(e).__name__}") from e
+        else:
+            raise CheckFailed(f"{NO_VALUE_ERROR}: check in __init__ that dim is divisible by num_heads")
+        passed("MultiHeadAttention(10, 3) raises ValueError")
+    print("All checks passed: MultiHeadAttention is correct.")

@@ -1,0 +1,274 @@
+"""Checks for exercise 06, diffusion (Ho, Jain & Abbeel, "Denoising Diffusion Probabilistic Models",
+2020; Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022).
+
+    check_q_sample(q_sample)
+    check_ddpm_step(ddpm_step)
+    check_classifier_free_guidance(classifier_free_guidance)
+
+The contract of the student's code (steps counted from 0, as in diffusers: ``betas[t]`` is the
+paper's beta_{t+1}):
+
+(a) ``q_sample(x0, t, noise, alphas_cumprod)``: x0 and noise (B, C, H, W), t a (B,) long tensor,
+    alphas_cumprod (T,); returns sqrt(abar_t) x0 + sqrt(1 - abar_t) noise, abar_t = alphas_cumprod[t]
+    taken per sample.
+(b) ``ddpm_step(x_t, t, eps, betas, noise)``: t an int; returns
+    1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - abar_t) eps) + sigma_t noise with alpha_t = 1 - beta_t,
+    abar_t = prod_{s<=t} alpha_s, sigma_t = sqrt(beta_t), and no noise at t = 0.
+(c) ``classifier_free_guidance(eps_uncond, eps_cond, guidance_scale)``:
+    eps_uncond + guidance_scale (eps_cond - eps_uncond).
+
+Any correct implementation prints the same verdict lines (gather or indexing, ``view`` or
+``[:, None, None, None]``, ``torch.where`` or ``if`` for t = 0). A mistake raises ``CheckFailed``
+naming it: the module-level message constants below.
+"""
+from __future__ import annotations
+
+import torch
+
+from course_utils.grading.checks import CheckFailed, call, close, fmt_shape, keep_rng, passed, randn, require_callable
+from course_utils.models.diffusion import alphas_cumprod as _cumprod
+from course_utils.models.diffusion import classifier_free_guidance as _cfg
+from course_utils.models.diffusion import ddpm_step as _step
+from course_utils.models.diffusion import q_sample as _q_sample
+
+__all__ = ["check_q_sample", "check_ddpm_step", "check_classifier_free_guidance"]
+
+# Shape legend: B batch, C channels, H height, W width, T diffusion steps.
+
+# ------------------------------------------------------------------ what the mistakes are called
+NOT_TENSOR = "expected a tensor, got {kind}: keep the computation in torch"
+WRONG_SHAPE = "expected a result of shape {want}, the shape of x, got {got}"
+CHANGED_INPUT = "your function changed its input {name} in place: compute a new tensor"
+
+Q_BROADCAST = ("abar_t does not broadcast against the images: alphas_cumprod[t] is (B,); reshape it to "
+               "(B, 1, 1, 1) (.view(-1, 1, 1, 1) or [:, None, None, None]) so each sample gets its own")
+Q_NOT_PER_SAMPLE = ("every sample is noised with the same abar: take alphas_cumprod[t] for each sample's own t "
+                    "(t is a (B,) tensor)")
+Q_NO_SQRT = ("the square roots are missing: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, so that x_t has "
+             "variance 1 (abar_t and 1 - abar_t are variances, not scales)")
+Q_NOISE_NO_SQRT = "the noise is scaled by 1 - abar_t: its scale is sqrt(1 - abar_t)"
+Q_SIGNAL_NO_SQRT = "x_0 is scaled by abar_t: its scale is sqrt(abar_t)"
+Q_ONE_MINUS_SQRT = "the noise is scaled by 1 - sqrt(abar_t): its scale is sqrt(1 - abar_t)"
+Q_SWAPPED = ("the coefficients are swapped: x_0 gets sqrt(abar_t) (near 1 at small t) and the noise "
+             "sqrt(1 - abar_t)")
+Q_OFF_BY_ONE = ("abar is taken at the wrong step (t - 1 or t + 1): use alphas_cumprod[t], the steps are "
+                "counted from 0 as in diffusers")
+Q_NO_SIGNAL_SCALE = "x_0 is not scaled: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps"
+Q_ALPHAS = ("the result matches abar recomputed as a cumulative product of alphas_cumprod: the argument is "
+            "already abar_t for every t, index it directly")
+Q_WRONG = "x_t differs from sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, with abar_t = alphas_cumprod[t] per sample"
+
+STEP_NOISE_AT_ZERO = ("noise is added at t = 0: the last step returns the mean, x_0 = 1/sqrt(alpha_0) "
+                      "(x_1 - beta_0 / sqrt(1 - abar_0) eps), with no sigma z")
+STEP_NO_NOISE = "no noise is added at t > 0: add sigma_t z with sigma_t = sqrt(beta_t) (z is the noise argument)"
+STEP_SIGMA_BETA = "the noise is scaled by beta_t: sigma_t^2 = beta_t, so sigma_t = sqrt(beta_t)"
+STEP_SIGMA_TILDE = ("the noise is scaled by the posterior's sqrt(beta~_t): a fine choice too (DDPM section 3.2), "
+                    "but this exercise uses sigma_t = sqrt(beta_t)")
+STEP_ABAR_FACTOR = "the mean is divided by sqrt(abar_t): the factor is 1/sqrt(alpha_t), one step's alpha_t = 1 - beta_t"
+STEP_NO_SQRT_ALPHA = "the mean is divided by alpha_t: divide by sqrt(alpha_t)"
+STEP_NO_SQRT_ONE_MINUS_ABAR = "eps is scaled by beta_t / (1 - abar_t): the denominator is sqrt(1 - abar_t)"
+STEP_ALPHA_IN_EPS = ("eps is scaled by beta_t / sqrt(1 - alpha_t): the denominator uses the cumulative "
+                     "abar_t = prod (1 - beta_s), not one step's alpha_t")
+STEP_SIGN = "a sign is wrong: x_{t-1} = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - abar_t) eps) + sigma_t z"
+STEP_OFF_BY_ONE = "beta, alpha or abar is taken at the wrong step: use index t for all three (steps count from 0)"
+STEP_ABAR_OF_BETAS = "abar is the cumulative product of alpha = 1 - beta, not of beta"
+STEP_ABAR_SUM = "abar is the cumulative product of alpha = 1 - beta (torch.cumprod), not a sum"
+STEP_WRONG = ("x_{t-1} differs from 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - abar_t) eps) + sqrt(beta_t) z "
+              "with alpha_t = 1 - beta_t, abar_t = prod_{s<=t} alpha_s")
+
+CFG_SWAPPED = ("the arguments are swapped: guidance starts from eps_uncond and moves towards eps_cond, "
+               "eps_uncond + w (eps_cond - eps_uncond)")
+CFG_ONE_PLUS_W = ("this is the paper's (1 + w) convention, (1 + w) eps_cond - w eps_uncond: the course and diffusers "
+                  "write eps_uncond + w (eps_cond - eps_uncond), so that w = 1 means no guidance")
+CFG_SCALE_ON_UNCOND = "the scale multiplies eps_uncond: it multiplies the difference eps_cond - eps_uncond"
+CFG_NO_BASE = "eps_uncond is not added back: eps_uncond + w (eps_cond - eps_uncond)"
+CFG_SIGN = "a sign is wrong: eps_uncond + w (eps_cond - eps_uncond) moves towards eps_cond"
+CFG_WRONG = "the result differs from eps_uncond + w (eps_cond - eps_uncond)"
+
+
+def _tensor_result(result, want_shape) -> torch.Tensor:
+    if not isinstance(result, torch.Tensor):
+        raise CheckFailed(NOT_TENSOR.format(kind=type(result).__name__))
+    if tuple(result.shape) != tuple(want_shape):
+        raise CheckFailed(WRONG_SHAPE.format(want=fmt_shape(want_shape), got=fmt_shape(result)))
+    return result.detach()
+
+
+def _unchanged(pairs) -> None:
+    for name, given, original in pairs:
+        if isinstance(given, torch.Tensor) and not torch.equal(given, original):
+            raise CheckFailed(CHANGED_INPUT.format(name=name))
+
+
+def _first_match(result, variants, fallback: str):
+    for wrong, message in variants:
+        if close(result, wrong):
+            raise CheckFailed(message)
+    raise CheckFailed(fallback)
+
+
+# ---------------------------------------------------------------------- q_sample
+
+def _q_variants(x0, t, noise, abar):
+    """The classic wrong x_t, each with its message."""
+    a = abar[t].view(-1, 1, 1, 1)  # (B, 1, 1, 1)
+    T = len(abar)
+
+    def at(index):
+        return abar[index].view(-1, 1, 1, 1)
+
+    return [
+        (a * x0 + (1 - a) * noise, Q_NO_SQRT),
+        (a.sqrt() * x0 + (1 - a) * noise, Q_NOISE_NO_SQRT),
+        (a * x0 + (1 - a).sqrt() * noise, Q_SIGNAL_NO_SQRT),
+        (a.sqrt() * x0 + (1 - a.sqrt()) * noise, Q_ONE_MINUS_SQRT),
+        ((1 - a).sqrt() * x0 + a.sqrt() * noise, Q_SWAPPED),
+        (at((t - 1) % T).sqrt() * x0 + (1 - at((t - 1) % T)).sqrt() * noise, Q_OFF_BY_ONE),
+        (at((t + 1).clamp(max=T - 1)).sqrt() * x0 + (1 - at((t + 1).clamp(max=T - 1))).sqrt() * noise, Q_OFF_BY_ONE),
+        (x0 + (1 - a).sqrt() * noise, Q_NO_SIGNAL_SCALE),
+        (_q_sample(x0, t, noise, torch.cumprod(abar, 0)), Q_ALPHAS),
+        (_q_sample(x0, t, noise, torch.cumprod(1 - abar, 0)), Q_ALPHAS),
+    ] + [(_q_sample(x0, torch.full_like(t, int(s)), noise, abar), Q_NOT_PER_SAMPLE) for s in t] + [
+        (abar[t].mean().sqrt() * x0 + (1 - abar[t].mean()).sqrt() * noise, Q_NOT_PER_SAMPLE)]
+
+
+def check_q_sample(q_sample) -> None:
+    """Check ``q_sample(x0, t, noise, alphas_cumprod)`` against DDPM's closed form (eq. 4)."""
+    require_callable(q_sample, "q_sample")
+    with keep_rng():
+        gen = torch.Generator().manual_seed(6)
+        B, C, H, W = 4, 2, 3, 5
+        abar = _cumprod(torch.linspace(0.05, 0.4, 10))  # (T,), T = 10: very different abar per step
+        x0, noise = randn(B, C, H, W, generator=gen), randn(B, C, H, W, generator=gen)
+        t = torch.tensor([7, 0, 3, 9])  # (B,)
+        given = [("x0", x0.clone(), x0), ("t", t.clone(), t), ("noise", noise.clone(), noise),
+                 ("alphas_cumprod", abar.clone(), abar)]
+        where = f"for x0 of shape {fmt_shape(x0)}, t of shape {fmt_shape(t)} and alphas_cumprod of shape {fmt_shape(abar)}"
+        try:
+            result = call(q_sample, *[g for _, g, _ in given], what="your q_sample", where=where)
+        except CheckFailed as e:
+            if "size of tensor" in str(e) or "broadcast" in str(e) or "shape" in str(e):
+                raise CheckFailed(f"{Q_BROADCAST} ({e})") from e
+            raise
+        result = _tensor_result(result, x0.shape)
+        _unchanged(given)
+        passed(f"returns x_t of shape {fmt_shape(x0)}, the shape of x0, and leaves its inputs unchanged")
+        if not close(result, _q_sample(x0, t, noise, abar)):
+            _first_match(result, _q_variants(x0, t, noise, abar), Q_WRONG)
+        passed("equals sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, each sample at its own step t")
+
+        x0, noise = randn(3, 1, 8, 8, generator=gen), randn(3, 1, 8, 8, generator=gen)
+        t = torch.tensor([1, 5, 2])
+        result = call(q_sample, x0, t, noise, abar, what="your q_sample", where="for x0 of shape (3, 1, 8, 8)")
+        if not close(_tensor_result(result, x0.shape), _q_sample(x0, t, noise, abar)):
+            raise CheckFailed(Q_WRONG + " (for a batch of 3 images of shape (1, 8, 8): is a shape hard-coded?)")
+        passed("works for any batch and image shape, e.g. (3, 1, 8, 8)")
+
+
+# ---------------------------------------------------------------------- ddpm_step
+
+def _step_variants(x_t, t, eps, betas, noise):
+    """The classic wrong x_{t-1} at step t > 0, each with its message."""
+    abar_all = _cumprod(betas)  # (T,)
+    beta, alpha, abar = betas[t], 1 - betas[t], abar_all[t]
+    abar_prev = abar_all[t - 1]
+    mean = (x_t - beta / (1 - abar).sqrt() * eps) / alpha.sqrt()
+    sigma = beta.sqrt()
+    tilde = ((1 - abar_prev) / (1 - abar) * beta).sqrt()
+
+    def full(b, a, ab):
+        return (x_t - b / (1 - ab).sqrt() * eps) / a.sqrt() + b.sqrt() * noise
+
+    return [
+        (mean, STEP_NO_NOISE),
+        (mean + beta * noise, STEP_SIGMA_BETA),
+        (mean + tilde * noise, STEP_SIGMA_TILDE),
+        ((x_t - beta / (1 - abar).sqrt() * eps) / abar.sqrt() + sigma * noise, STEP_ABAR_FACTOR),
+        ((x_t - beta / (1 - abar).sqrt() * eps) / alpha + sigma * noise, STEP_NO_SQRT_ALPHA),
+        ((x_t - beta / (1 - abar) * eps) / alpha.sqrt() + sigma * noise, STEP_NO_SQRT_ONE_MINUS_ABAR),
+        ((x_t - beta / (1 - alpha).sqrt() * eps) / alpha.sqrt() + sigma * noise, STEP_ALPHA_IN_EPS),
+        ((x_t + beta / (1 - abar).sqrt() * eps) / alpha.sqrt() + sigma * noise, STEP_SIGN),
+        (mean - sigma * noise, STEP_SIGN),
+        ((x_t + beta / (1 - abar).sqrt() * eps) / alpha.sqrt() - sigma * noise, STEP_SIGN),
+        (full(betas[t - 1], 1 - betas[t - 1], abar_all[t - 1]), STEP_OFF_BY_ONE),
+        (full(betas[t + 1], 1 - betas[t + 1], abar_all[t + 1]), STEP_OFF_BY_ONE),
+        (full(beta, alpha, abar_all[t - 1]), STEP_OFF_BY_ONE),
+        (full(beta, alpha, abar_all[t + 1]), STEP_OFF_BY_ONE),
+        (full(beta, alpha, torch.cumprod(betas, 0)[t]), STEP_ABAR_OF_BETAS),
+        (full(beta, alpha, (1 - betas).cumsum(0)[t].clamp(max=0.999)), STEP_ABAR_SUM),
+        (full(beta, alpha, 1 - betas[: t + 1].sum()), STEP_ABAR_SUM),
+    ]
+
+
+def check_ddpm_step(ddpm_step) -> None:
+    """Check ``ddpm_step(x_t, t, eps, betas, noise)`` against DDPM's ancestral step (algorithm 2)."""
+    require_callable(ddpm_step, "ddpm_step")
+    with keep_rng():
+        gen = torch.Generator().manual_seed(7)
+        B, C, H, W = 3, 2, 4, 4
+        betas = torch.linspace(0.05, 0.3, 8)  # (T,), T = 8: large steps, so every mistake shows
+        x_t, eps, noise = (randn(B, C, H, W, generator=gen) for _ in range(3))
+        t = 5
+        given = [("x_t", x_t.clone(), x_t), ("eps", eps.clone(), eps), ("betas", betas.clone(), betas),
+                 ("noise", noise.clone(), noise)]
+        where = f"for x_t of shape {fmt_shape(x_t)} at t = {t} with betas of shape {fmt_shape(betas)}"
+        result = call(ddpm_step, given[0][1], t, given[1][1], given[2][1], given[3][1], what="your ddpm_step",
+                      where=where)
+        result = _tensor_result(result, x_t.shape)
+        _unchanged(given)
+        passed(f"returns x_(t-1) of shape {fmt_shape(x_t)}, the shape of x_t, and leaves its inputs unchanged")
+        if not close(result, _step(x_t, t, eps, betas, noise)):
+            _first_match(result, _step_variants(x_t, t, eps, betas, noise), STEP_WRONG)
+        passed("equals 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - abar_t) eps) + sqrt(beta_t) z at t = 5")
+
+        last = call(ddpm_step, x_t.clone(), len(betas) - 1, eps.clone(), betas.clone(), noise.clone(),
+                    what="your ddpm_step", where=f"at the first reverse step, t = {len(betas) - 1}")
+        if not close(_tensor_result(last, x_t.shape), _step(x_t, len(betas) - 1, eps, betas, noise)):
+            _first_match(last, _step_variants(x_t, len(betas) - 1, eps, torch.cat([betas, betas[-1:]]), noise)[:10],
+                         STEP_WRONG + f" (at t = {len(betas) - 1})")
+        passed(f"works at the first reverse step, t = T - 1 = {len(betas) - 1}")
+
+        zero = call(ddpm_step, x_t.clone(), 0, eps.clone(), betas.clone(), noise.clone(), what="your ddpm_step",
+                    where="at the last step, t = 0")
+        zero = _tensor_result(zero, x_t.shape)
+        mean0 = _step(x_t, 0, eps, betas, noise)  # the mean: no noise at t = 0
+        if not close(zero, mean0):
+            if close(zero, mean0 + betas[0].sqrt() * noise) or close(zero, mean0 + betas[0] * noise):
+                raise CheckFailed(STEP_NOISE_AT_ZERO)
+            raise CheckFailed(STEP_WRONG + " (at t = 0, where abar_0 = alpha_0 = 1 - beta_0)")
+        passed("adds no noise at the last step, t = 0")
+
+
+# ---------------------------------------------------------------------- classifier_free_guidance
+
+def check_classifier_free_guidance(classifier_free_guidance) -> None:
+    """Check ``classifier_free_guidance(eps_uncond, eps_cond, guidance_scale)`` (Ho & Salimans 2022)."""
+    require_callable(classifier_free_guidance, "classifier_free_guidance")
+    with keep_rng():
+        gen = torch.Generator().manual_seed(8)
+        u, c = randn(2, 4, 3, 3, generator=gen), randn(2, 4, 3, 3, generator=gen)
+        w = 7.5
+        given = [("eps_uncond", u.clone(), u), ("eps_cond", c.clone(), c)]
+        result = call(classifier_free_guidance, given[0][1], given[1][1], w, what="your classifier_free_guidance",
+                      where=f"for predictions of shape {fmt_shape(u)} and guidance_scale {w}")
+        result = _tensor_result(result, u.shape)
+        _unchanged(given)
+        passed(f"returns a prediction of shape {fmt_shape(u)}, the shape of its inputs, and leaves them unchanged")
+        if not close(result, _cfg(u, c, w)):
+            _first_match(result, [
+                (c + w * (u - c), CFG_SWAPPED),
+                (u + (1 + w) * (c - u), CFG_ONE_PLUS_W),
+                (c + w * (c - u), CFG_ONE_PLUS_W),
+                (w * u + (c - u), CFG_SCALE_ON_UNCOND),
+                (c + w * u - u, CFG_SCALE_ON_UNCOND),
+                (w * (c - u), CFG_NO_BASE),
+                (u - w * (c - u), CFG_SIGN),
+                (u + w * (u - c), CFG_SIGN),
+            ], CFG_WRONG)
+        passed("equals eps_uncond + w (eps_cond - eps_uncond) for w = 7.5")
+        for scale, want, name in ((0.0, u, "eps_uncond"), (1.0, c, "eps_cond")):
+            got = call(classifier_free_guidance, u.clone(), c.clone(), scale, what="your classifier_free_guidance",
+                       where=f"for guidance_scale {scale}")
+            if not close(_tensor_result(got, u.shape), want):
+                raise CheckFailed(CFG_WRONG + f" (guidance_scale {scale:g} should give {name})")
+        passed("w = 0 gives eps_uncond and w = 1 gives eps_cond: no guidance")

@@ -1,0 +1,243 @@
+"""Checks for the chapter 03 exercises (the Vision Transformer): ``patchify`` and ``ViTEmbedding``.
+
+Each check prints one verdict line per property it verified (never a float, so every correct
+implementation, with einops, reshape and permute, ``unfold`` or loops, prints the same text) and
+raises ``CheckFailed`` naming the first mistake it recognises.
+
+The contracts (Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021, equation 1):
+
+- ``patchify(images, patch_size)``: (B, C, H, W) -> (B, N, P*P*C), N = HW/P^2; patches numbered
+  row by row; each flattened in (row, column, channel) order, as einops'
+  ``"b c (h p1) (w p2) -> b (h w) (p1 p2 c)"``; ValueError when P does not divide H or W.
+- ``ViTEmbedding(image_size, patch_size, in_channels, dim)`` with ``proj`` = nn.Linear(P*P*C, D),
+  ``cls_token`` nn.Parameter (1, 1, D), ``pos_embedding`` nn.Parameter (1, N+1, D); forward:
+  (B, C, H, W) -> (B, N+1, D) = [cls_token; proj(patchify(x))] + pos_embedding.
+"""
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from course_utils.grading.checks import CheckFailed, call, close, fmt_shape, keep_rng, passed, require_callable
+
+__all__ = ["check_patchify", "check_vit_embedding"]
+
+# Shape legend: B batch, C channels, H height, W width, P patch size, N = HW/P^2 patches, D width.
+
+_ROW_MAJOR = "b c (h p1) (w p2) -> b (h w) (p1 p2 c)"  # the contract
+_WRONG_ORDERS = {  # pattern -> the mistake it stands for
+    "b c (h p1) (w p2) -> b (w h) (p1 p2 c)": "patches are numbered column by column (column-major); "
+                                             "number them row by row: (h w), not (w h)",
+    "b c (h p1) (w p2) -> b (h w) (c p1 p2)": "each patch is flattened in (c p1 p2) order (channel first); "
+                                             "flatten it in (p1 p2 c) order: row, column, then channel",
+    "b c (h p1) (w p2) -> b (w h) (c p1 p2)": "patches are numbered column by column and flattened channel first; "
+                                             "use (h w) patch order and (p1 p2 c) within a patch",
+    "b c (h p1) (w p2) -> b (h w) (p2 p1 c)": "each patch is flattened column by column (p2 p1 c); "
+                                             "flatten it row by row: (p1 p2 c)",
+    "b c (p1 h) (p2 w) -> b (h w) (p1 p2 c)": "the patches are strided samples of the image, not contiguous "
+                                             "P x P squares: split H as (h p1), patch index first",
+}
+
+
+def _shape(t) -> tuple:
+    return tuple(int(n) for n in t.shape)
+
+
+def _labelled_images(B: int, C: int, H: int, W: int) -> torch.Tensor:
+    """Every pixel holds a distinct small integer (exact in float32): 1000b + 100c + 10y + x."""
+    b = torch.arange(B).view(B, 1, 1, 1)
+    c = torch.arange(C).view(1, C, 1, 1)
+    y = torch.arange(H).view(1, 1, H, 1)
+    x = torch.arange(W).view(1, 1, 1, W)
+    return (1000 * b + 100 * c + 10 * y + x).float()  # (B, C, H, W)
+
+
+# ---------------------------------------------------------------- patchify
+
+def check_patchify(patchify) -> None:
+    """Check ``patchify(images, patch_size)``: shapes, patch order, order within a patch, errors."""
+    require_callable(patchify, "patchify")
+    with keep_rng():
+        _check_patchify(patchify)
+
+
+def _check_patchify(patchify) -> None:
+    B, C, H, W, P = 2, 3, 4, 6, 2  # a 2 x 3 grid of patches: rows and columns are told apart
+    N = (H // P) * (W // P)
+    images = _labelled_images(B, C, H, W)
+    original = images.clone()
+    out = call(patchify, images, P, what="your patchify", where=f"for images of shape {(B, C, H, W)} and P = {P}")
+    if not isinstance(out, torch.Tensor):
+        raise CheckFailed(f"patchify must return a torch.Tensor, got {type(out).__name__}")
+    if not torch.equal(images, original):
+        raise CheckFailed("patchify changed its input images in place; it must leave them as they were")
+    if out.ndim != 3:
+        raise CheckFailed(f"expected a 3-d tensor (B, N, P*P*C) = {(B, N, P * P * C)}, got shape {fmt_shape(out)}")
+    if out.shape[0] != B:
+        raise CheckFailed(f"expected the batch dimension first, B = {B}, got shape {fmt_shape(out)}")
+    if out.shape[1] != N:
+        raise CheckFailed(f"wrong number of patches N: a {H} x {W} image with P = {P} has "
+                          f"N = HW/P^2 = {N} patches, got {out.shape[1]} (shape {fmt_shape(out)})")
+    if out.shape[2] != P * P * C:
+        raise CheckFailed(f"each patch should hold P*P*C = {P * P * C} values, got {out.shape[2]} "
+                          f"(shape {fmt_shape(out)})")
+    passed(f"shape (B, N, P*P*C) = {(B, N, P * P * C)} for images {(B, C, H, W)}, P = {P}")
+    if out.dtype != images.dtype:
+        raise CheckFailed(f"patchify changed the dtype from {images.dtype} to {out.dtype}")
+    expected = rearrange(images, _ROW_MAJOR, p1=P, p2=P)  # (B, N, P*P*C)
+    if not torch.equal(out, expected):
+        for pattern, mistake in _WRONG_ORDERS.items():
+            if torch.equal(out, rearrange(images, pattern, p1=P, p2=P)):
+                raise CheckFailed(mistake)
+        if torch.equal(out.sort(dim=-1).values, expected.sort(dim=-1).values):
+            raise CheckFailed("every patch holds the right pixels, in the wrong order: flatten each patch "
+                              "in (p1 p2 c) order, row by row, channels innermost")
+        if torch.equal(out.flatten(1).sort(dim=-1).values, expected.flatten(1).sort(dim=-1).values):
+            raise CheckFailed("the right pixels, cut into the wrong patches or in the wrong patch order: "
+                              "patch k is the P x P square in patch row k // (W/P), column k % (W/P)")
+        raise CheckFailed("the values differ from the image's P x P patches, "
+                          "numbered row by row and flattened in (p1 p2 c) order")
+    passed("patches numbered row by row (row-major)")
+    passed("each patch flattened in (row, column, channel) order")
+
+    grey = _labelled_images(3, 1, 8, 8)  # one channel, square, one patch per quadrant
+    out = call(patchify, grey, 4, what="your patchify", where="for images of shape (3, 1, 8, 8) and P = 4")
+    if _shape(out) != (3, 4, 16) or not torch.equal(out, rearrange(grey, _ROW_MAJOR, p1=4, p2=4)):
+        raise CheckFailed(f"wrong result for one-channel images (3, 1, 8, 8) with P = 4: expected shape "
+                          f"(3, 4, 16) and the quadrants in reading order, got shape {fmt_shape(out)}")
+    passed("one-channel images: (3, 1, 8, 8), P = 4 -> (3, 4, 16)")
+
+    out = call(patchify, torch.zeros(1, 3, 224, 224), 16, what="your patchify",
+               where="for images of shape (1, 3, 224, 224) and P = 16")
+    if _shape(out) != (1, 196, 768):
+        raise CheckFailed(f"a 224 x 224 RGB image with P = 16 gives (1, 196, 768), got {fmt_shape(out)}")
+    passed("ViT-B/16: a 224 x 224 RGB image is N = 196 patches of 768 values")
+
+    for shape in [(1, 3, 5, 6), (1, 3, 6, 7)]:
+        try:
+            patchify(torch.zeros(shape), 2)
+        except ValueError:
+            continue
+        except NotImplementedError:
+            raise CheckFailed("your patchify is not implemented yet: replace `raise NotImplementedError()` "
+                              "with your code") from None
+        except Exception as error:  # noqa: BLE001
+            raise CheckFailed(f"for images {shape} and P = 2 patchify raised {type(error).__name__}; "
+                              "raise a ValueError saying P must divide H and W") from None
+        raise CheckFailed(f"no ValueError for images {shape} and P = 2: P must divide both H and W, "
+                          "so raise a ValueError instead of dropping or mixing pixels")
+    passed("ValueError when P does not divide H or W")
+
+
+# ---------------------------------------------------------------- ViTEmbedding
+
+def _parameter(module: nn.Module, name: str, shape: tuple, meaning: str) -> nn.Parameter:
+    if not hasattr(module, name):
+        raise CheckFailed(f"ViTEmbedding has no attribute `{name}` ({meaning})")
+    value = getattr(module, name)
+    if not isinstance(value, nn.Parameter):
+        raise CheckFailed(f"`{name}` must be an nn.Parameter, so that it is learned; got {type(value).__name__}")
+    if _shape(value) != shape:
+        hint = ""
+        if name == "pos_embedding" and len(value.shape) == 3 and value.shape[1] == shape[1] - 1:
+            hint = (": one position per patch but none for [CLS]; E_pos is added after the [CLS] token "
+                    "is prepended, so it has N+1 rows")
+        raise CheckFailed(f"`{name}` has shape {fmt_shape(value)}, expected {shape} ({meaning}){hint}")
+    return value
+
+
+def check_vit_embedding(ViTEmbedding) -> None:  # noqa: N803 - the class under test
+    """Check ``ViTEmbedding``: parameters, z_0 = [x_cls; x_p E] + E_pos, and the Conv2d equivalence."""
+    require_callable(ViTEmbedding, "ViTEmbedding", kind="class")
+    with keep_rng():
+        _check_vit_embedding(ViTEmbedding)
+
+
+def _check_vit_embedding(ViTEmbedding) -> None:  # noqa: N803
+    S, P, C, D = 8, 4, 3, 6
+    N = (S // P) ** 2
+    torch.manual_seed(0)  # inside keep_rng: the notebook's random state is left alone
+    emb = call(ViTEmbedding, S, P, C, D, what="your ViTEmbedding.__init__",
+               where=f"for ViTEmbedding(image_size={S}, patch_size={P}, in_channels={C}, dim={D})")
+    if not isinstance(emb, nn.Module):
+        raise CheckFailed("ViTEmbedding must be an nn.Module (class ViTEmbedding(nn.Module))")
+    if not hasattr(emb, "proj") or not isinstance(emb.proj, nn.Linear):
+        raise CheckFailed(f"ViTEmbedding needs `proj`, an nn.Linear(P*P*C, dim) = nn.Linear({P * P * C}, {D}): "
+                          "the patch embedding E")
+    if (emb.proj.in_features, emb.proj.out_features) != (P * P * C, D):
+        raise CheckFailed(f"`proj` is nn.Linear({emb.proj.in_features}, {emb.proj.out_features}), expected "
+                          f"nn.Linear(P*P*C, dim) = nn.Linear({P * P * C}, {D})")
+    if emb.proj.bias is None:
+        raise CheckFailed("`proj` needs a bias (nn.Linear's default), as the strided Conv2d it equals has")
+    cls_token = _parameter(emb, "cls_token", (1, 1, D), "the learnable [CLS] token, (1, 1, dim)")
+    pos = _parameter(emb, "pos_embedding", (1, N + 1, D), "E_pos, one row per position, (1, N+1, dim)")
+    names = sorted(name for name, _ in emb.named_parameters())
+    expected_names = ["cls_token", "pos_embedding", "proj.bias", "proj.weight"]
+    if names != expected_names:
+        extra = sorted(set(names) - set(expected_names))
+        raise CheckFailed(f"ViTEmbedding should learn exactly proj, cls_token and pos_embedding; "
+                          f"it also has {', '.join(extra)}")
+    passed(f"parameters: proj Linear({P * P * C}, {D}), cls_token {(1, 1, D)}, pos_embedding {(1, N + 1, D)}")
+
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # distinct values everywhere, whatever the student's initialisation
+        for p in emb.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen))
+    images = torch.randn(2, C, S, S, generator=gen)  # (B, C, H, W)
+    out = call(emb, images, what="your forward", where=f"for images of shape {(2, C, S, S)}")
+    if not isinstance(out, torch.Tensor):
+        raise CheckFailed(f"forward must return a torch.Tensor, got {type(out).__name__}")
+    if _shape(out) == (2, N, D):
+        raise CheckFailed(f"the output has N = {N} tokens, expected N+1 = {N + 1}: the [CLS] token is missing")
+    if _shape(out) != (2, N + 1, D):
+        raise CheckFailed(f"expected output shape (B, N+1, dim) = {(2, N + 1, D)}, got {fmt_shape(out)}")
+    passed(f"output shape (B, N+1, dim) = {(2, N + 1, D)}")
+
+    with torch.no_grad():
+        tokens = emb.proj(rearrange(images, _ROW_MAJOR, p1=P, p2=P))  # (B, N, D)
+        cls = cls_token.expand(2, -1, -1)  # (B, 1, D)
+        expected = torch.cat([cls, tokens], dim=1) + pos  # (B, N+1, D)
+        if not close(out, expected):
+            if close(out, torch.cat([tokens, cls], dim=1) + pos):
+                raise CheckFailed("the [CLS] token is appended at the end; it goes first, at position 0")
+            if close(out, torch.cat([cls, tokens], dim=1)):
+                raise CheckFailed("the positional embedding is not added: z_0 = [x_cls; x_p E] + E_pos")
+            if close(out, torch.cat([cls, tokens + pos[:, 1:]], dim=1)) or close(out, torch.cat([cls, tokens + pos[:, :-1]], dim=1)):
+                raise CheckFailed("the positional embedding is added to the patches only, before the [CLS] "
+                                  "token is prepended; add all N+1 rows after prepending it")
+            if close(out, torch.cat([tokens, cls], dim=1)):
+                raise CheckFailed("the [CLS] token is appended at the end and no positional embedding is added")
+            for pattern, mistake in _WRONG_ORDERS.items():
+                wrong = emb.proj(rearrange(images, pattern, p1=P, p2=P))  # (B, N, D)
+                if close(out, torch.cat([cls, wrong], dim=1) + pos):
+                    raise CheckFailed(f"the patches are cut differently from patchify's contract: {mistake}")
+            raise CheckFailed("the output differs from [cls_token; proj(patchify(x))] + pos_embedding")
+    passed("z_0 = [x_cls; x_p^1 E; ...; x_p^N E] + E_pos: [CLS] first, then the patches in reading order")
+
+    one = call(emb, images[1:], what="your forward", where="for a batch of one image")
+    if not close(one, out[1:]):
+        raise CheckFailed("the embedding of an image depends on the other images of the batch")
+    passed("each image embedded independently of the batch")
+
+    with torch.no_grad():
+        conv = nn.Conv2d(C, D, kernel_size=P, stride=P)
+        conv.weight.copy_(rearrange(emb.proj.weight, "d (p1 p2 c) -> d c p1 p2", p1=P, p2=P))  # (D, C, P, P)
+        conv.bias.copy_(emb.proj.bias)
+        by_conv = rearrange(conv(images), "b d h w -> b (h w) d")  # (B, N, D)
+    if not close(out[:, 1:] - pos[:, 1:], by_conv):
+        raise CheckFailed("the patch tokens differ from a Conv2d with kernel and stride P using proj's weights")
+    passed("patch tokens equal a Conv2d(kernel = stride = P) with proj's weights reshaped to (dim, C, P, P)")
+
+    emb.zero_grad(set_to_none=True)
+    emb(images).sum().backward()
+    for name in ("cls_token", "pos_embedding"):
+        if getattr(emb, name).grad is None:
+            raise CheckFailed(f"no gradient reaches `{name}`: it must take part in the forward pass")
+    passed("gradients reach cls_token and pos_embedding")
+
+    big = call(ViTEmbedding, 224, 16, 3, 8, what="your ViTEmbedding.__init__", where="for ViTEmbedding(224, 16, 3, 8)")
+    out = call(big, torch.zeros(1, 3, 224, 224), what="your forward", where="for a 224 x 224 image with P = 16")
+    if _shape(out) != (1, 197, 8):
+        raise CheckFailed(f"a 224 x 224 image with P = 16 should give (1, 197, 8), got {fmt_shape(out)}")
+    passed("ViT-B/16 geometry: 224 x 224, P = 16 -> 196 patches + [CLS] = 197 tokens")

@@ -1,0 +1,313 @@
+"""Recipes: the course's longer trainings, run once by a committed script, their weights committed.
+
+A lecture trains live for a minute or two; some results need more than that (CLIP's held-out
+colour-shape pairs). A recipe trains with the course's own code, then writes, beside the weights,
+everything needed to trust and repeat it: the configuration, the seed, the time, the machine and
+the quality it measured. Lectures and stand-ins load the committed weights; anyone can re-run::
+
+    python -m course_utils recipe miniclip            # writes course_utils/weights/miniclip/  (about 16 min)
+    python -m course_utils recipe judge               # writes course_utils/weights/judge/     (a few minutes)
+    python -m course_utils recipe sd                  # writes course_utils/weights/sd/        (about 80 min)
+
+The Stable Diffusion recipe needs the other two: its text encoder is the mini-CLIP's and its
+quality is measured by the judge. ``OMP_NUM_THREADS`` sets the threads it uses.
+
+The weights are stored in half precision (safetensors): a few MB, and ``clip.load`` rounds a
+model to half precision anyway.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from course_utils.eval.metrics import eval_sets, zero_shot_accuracy
+from course_utils.models.clip import build_clip, MiniCLIPConfig
+from course_utils.models.judges import Judge
+from course_utils.training.clip import ClipTrainConfig, train_clip
+
+WEIGHTS = Path(__file__).parent
+MINICLIP_DIR = WEIGHTS / "miniclip"
+
+# The mini-CLIP recipe: the lecture's plain-ViT mini-CLIP (MiniCLIPConfig()), trained for longer.
+MINICLIP_CONFIG = MiniCLIPConfig()
+MINICLIP_TRAINING = ClipTrainConfig(steps=4000, eval_every=500, seed=0)
+MINICLIP_EVAL_SIZE = 2000  # images per split for the recorded quality
+
+
+def _machine() -> dict:
+    return {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor() or
+            platform.machine(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
+
+
+def measure_miniclip(model, size: int = MINICLIP_EVAL_SIZE) -> dict:
+    """Zero-shot top-1 on seen and held-out colour-shape pairs (prompt "a {colour} {shape}"), chance 1/25."""
+    seen, heldout = eval_sets(size, model.visual.input_resolution)
+    return {"seen": round(zero_shot_accuracy(model, seen), 4), "heldout": round(zero_shot_accuracy(model, heldout), 4),
+            "chance": 0.04, "images_per_split": size, "prompt": "a {colour} {shape}"}
+
+
+def train_miniclip(out: Path = MINICLIP_DIR, training: ClipTrainConfig = MINICLIP_TRAINING,
+                   config: MiniCLIPConfig = MINICLIP_CONFIG) -> dict:
+    """Run the mini-CLIP recipe and write ``model.safetensors`` (half precision) and ``recipe.json`` to ``out``."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(training.seed)
+    model = build_clip(config)
+    history = train_clip(model, training, desc="mini-CLIP recipe")
+    state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
+    model.load_state_dict({k: v.float() for k, v in state.items()})  # measure what is committed: the fp16 weights
+    record = {
+        "what": "the course's recipe mini-CLIP: openai clip.model.CLIP, plain ViT, trained on captioned shapes",
+        "script": "python -m course_utils recipe miniclip (course_utils/weights/recipes.py)",
+        "config": asdict(config), "training": asdict(training), "seed": training.seed,
+        "seconds": round(history.seconds, 1), "machine": _machine(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "quality": measure_miniclip(model),
+        "history": {k: v for k, v in history.as_dict().items() if k not in {"loss", "logit_scale"}}
+        | {"loss_every_50": [round(x, 4) for x in history.loss[::50]], "final_logit_scale": round(history.logit_scale[-1], 2)},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(out / "model.safetensors"))
+    (out / "recipe.json").write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def miniclip_record(folder: Path = MINICLIP_DIR) -> dict:
+    """The committed recipe's record (configuration, time, quality)."""
+    path = Path(folder) / "recipe.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no mini-CLIP recipe at {folder}: run `python -m course_utils recipe miniclip`")
+    return json.loads(path.read_text())
+
+
+def load_miniclip(folder: Path = MINICLIP_DIR):
+    """The committed recipe mini-CLIP, as openai's ``clip.model.CLIP`` in float32 and eval mode."""
+    from safetensors.torch import load_file
+
+    record = miniclip_record(folder)
+    model = build_clip(MiniCLIPConfig(**record["config"]))
+    model.load_state_dict({k: v.float() for k, v in load_file(str(Path(folder) / "model.safetensors")).items()})
+    return model.eval()
+
+
+# ---------------------------------------------------------------- the judge and the small Stable Diffusion
+
+JUDGE_DIR = WEIGHTS / "judge"
+
+
+def save_judge(judge: Judge, record: dict, folder: Path = JUDGE_DIR) -> Path:
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous() for k, v in judge.state_dict().items()}, str(folder / "model.safetensors"))
+    (folder / "recipe.json").write_text(json.dumps(record, indent=1) + "\n")
+    return folder
+
+
+def load_judge(folder: Path = JUDGE_DIR) -> Judge:
+    """The committed judge, in eval mode."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not (folder / "model.safetensors").is_file():
+        raise FileNotFoundError(f"no judge weights in {folder}: run `python -m course_utils recipe judge`")
+    record = json.loads((folder / "recipe.json").read_text())
+    judge = Judge(record["config"]["width"])
+    judge.load_state_dict(load_file(str(folder / "model.safetensors")))
+    return judge.eval()
+
+
+def text_parts(max_length: int = 16):
+    """The frozen text side: (tokenizer, CLIPTextModel) from the committed mini-CLIP recipe.
+
+    The mini-CLIP was trained with 16-token contexts; the tokenizer pads every prompt to
+    ``max_length`` tokens with its end token, as Stable Diffusion's does to 77.
+    """
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from course_utils.interop.clip_formats import clip_tokenizer, hf_config, hf_state_dict
+    from course_utils.weights.recipes import load_miniclip
+
+    clip = load_miniclip()
+    config = hf_config(clip.config).text_config
+    config.max_position_embeddings = max_length
+    # CLIPModel's "text_model.*" tensors; transformers 5's CLIPTextModel names them without the prefix
+    state = {k.removeprefix("text_model."): v for k, v in hf_state_dict(clip).items() if k.startswith("text_model.")}
+    state["embeddings.position_embedding.weight"] = state["embeddings.position_embedding.weight"][:max_length]
+    encoder = CLIPTextModel(CLIPTextConfig(**config.to_dict()))
+    missing, unexpected = encoder.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise RuntimeError(f"mini-CLIP text weights do not fit CLIPTextModel: {missing} {unexpected}")
+    tokenizer = clip_tokenizer()
+    tokenizer.model_max_length = max_length
+    return tokenizer, encoder.eval().requires_grad_(False)
+
+
+
+def train_judge_recipe(out: Path | None = None) -> dict:
+    """Train the judge (an independent classifier of the shapes' attributes) and write its weights."""
+    from course_utils.training.classifier import JudgeTrainConfig, train_shape_judge
+
+    judge, record = train_shape_judge(JudgeTrainConfig())
+    record |= {"what": "the course's judge: a small CNN reading colour, shape, size and position off real shapes",
+               "script": "python -m course_utils recipe judge (course_utils/weights/recipes.py)", "machine": _machine()}
+    save_judge(judge, record, out or JUDGE_DIR)
+    return record
+
+
+SD_DIR = WEIGHTS / "sd"
+SD_GUIDANCE_SCALES = (1.0, 2.0, 3.0, 5.0, 7.5)
+SD_EVAL_PER_PAIR = 12  # images per colour-shape prompt for the recorded adherence (252 seen, 48 held-out)
+
+
+def _half(module) -> dict:
+    return {k: v.detach().half().contiguous() for k, v in module.state_dict().items()}
+
+
+def measure_sd(parts, judge, per_pair: int = SD_EVAL_PER_PAIR, scales=SD_GUIDANCE_SCALES, steps: int = 25) -> dict:
+    """Prompt adherence ("a {colour} {shape}", DDIM) at each guidance scale, seen and held-out pairs, and
+    diversity: the share of the 10 size x position combinations the judge finds among each prompt's images."""
+    from course_utils.eval.metrics import diversity, prompt_adherence
+
+    rows = []
+    for scale in scales:
+        row = {"guidance_scale": scale}
+        for pairs in ("seen", "heldout"):
+            r = prompt_adherence(parts, judge, pairs=pairs, per_pair=per_pair, guidance_scale=scale, steps=steps)
+            row[pairs] = {k: r[k] for k in ("colour", "shape", "both")}
+            if pairs == "seen":
+                row["diversity"] = round(diversity(judge, r["images"], per_pair), 4)
+                row["seconds_per_64_images"] = round(r["seconds"] / r["n"] * 64, 2)
+        rows.append(row)
+    return {"per_scale": rows, "per_pair": per_pair, "ddim_steps": steps, "prompt": "a {colour} {shape}"}
+
+
+def _judge_reconstructions(vae, judge, n: int = 1000) -> dict:
+    """The judge's accuracy per attribute on VAE reconstructions of real shapes (1.0 on the originals)."""
+    from course_utils.eval.metrics import accuracy
+    from course_utils.models.sd import decode_latents, encode_images
+    from course_utils.data.shapes import make_shapes
+
+    data = make_shapes(n, 32, seed=424_242, split="all")
+    return accuracy(judge, decode_latents(vae, encode_images(vae, data.images, sample=False)), data)
+
+
+def train_sd(out: Path = SD_DIR) -> dict:
+    """The small Stable Diffusion recipe: the VAE, then the text-conditioned UNet; writes weights and record.
+
+    Checkpoints (EMA UNet, half precision) are written at every evaluation, so a long run that is
+    stopped still leaves usable weights and an honest record of how far it got.
+    """
+    from safetensors.torch import save_file
+
+    from course_utils.models.sd import build_unet, build_vae, noise_schedulers, SD_UNET, SD_VAE, SDParts
+    from course_utils.training.sd import SD_TRAINING, SD_VAE_TRAINING, train_unet, train_vae
+
+    out.mkdir(parents=True, exist_ok=True)
+    judge = load_judge()
+    tokenizer, encoder = text_parts()
+    _, ddim = noise_schedulers()
+    torch.manual_seed(SD_VAE_TRAINING.seed)
+    vae = build_vae(SD_VAE)
+    vae_record = train_vae(vae, SD_VAE_TRAINING, desc="SD recipe: VAE")
+    save_file(_half(vae), str(out / "vae.safetensors"))
+    vae_record["judge_on_reconstructions"] = _judge_reconstructions(vae, judge)
+    record = {
+        "what": "the course's small Stable Diffusion: mini-CLIP text encoder (frozen, chapter 05's recipe), "
+                "AutoencoderKL and UNet2DConditionModel trained on captioned shapes",
+        "script": "python -m course_utils recipe sd (course_utils/weights/recipes.py)", "machine": _machine(),
+        "vae": {"config": asdict(SD_VAE), "parameters": sum(p.numel() for p in vae.parameters())} | vae_record,
+        "unet": {"config": asdict(SD_UNET), "training": asdict(SD_TRAINING)},
+        "scheduler": dict(ddim.config),
+    }
+    (out / "recipe.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+    print(json.dumps({k: vae_record[k] for k in ("seconds", "reconstruction_mse", "scaling_factor",
+                                                 "judge_on_reconstructions")}), flush=True)
+
+    torch.manual_seed(SD_TRAINING.seed)
+    unet = build_unet(SD_UNET)
+    record["unet"]["parameters"] = sum(p.numel() for p in unet.parameters())
+    parts = SDParts(tokenizer, encoder, vae, unet, ddim)
+
+    def checkpoint(row, ema):
+        save_file(_half(ema), str(out / "unet.safetensors"))
+        record["unet"]["evals"] = record["unet"].get("evals", []) + [row]
+        record["unet"]["steps_done"] = row["step"]
+        (out / "recipe.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+        print(json.dumps(row), flush=True)
+
+    ema, history = train_unet(parts, SD_TRAINING, judge=judge, desc="SD recipe: UNet", on_eval=checkpoint)
+    save_file(_half(ema), str(out / "unet.safetensors"))
+    record["unet"] |= {"seconds": round(history.seconds, 1), "steps_done": SD_TRAINING.steps,
+                       "loss_every_100": [round(x, 4) for x in history.loss[::100]]}
+    (out / "recipe.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+    return measure_sd_recipe(out)
+
+
+def measure_sd_recipe(out: Path = SD_DIR) -> dict:
+    """Measure the committed weights (half precision, loaded back) and write ``quality`` into the record.
+
+    ``python -m course_utils recipe sd --measure`` runs this alone, on weights already there.
+    """
+
+    record = sd_record(out)
+    start = time.perf_counter()
+    record["quality"] = measure_sd(load_sd(out), load_judge())
+    record["quality"]["seconds"] = round(time.perf_counter() - start, 1)
+    record["quality"]["machine"] = _machine()
+    (Path(out) / "recipe.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+    return record
+
+
+def sd_record(folder: Path = SD_DIR) -> dict:
+    path = Path(folder) / "recipe.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no Stable Diffusion recipe at {folder}: run `python -m course_utils recipe sd`")
+    return json.loads(path.read_text())
+
+
+def load_sd(folder: Path = SD_DIR):
+    """The committed small Stable Diffusion as ``SDParts`` (float32, eval mode, DDIM scheduler)."""
+    from safetensors.torch import load_file
+
+    from course_utils.models.sd import build_unet, build_vae, noise_schedulers, SDParts, UNetConfig, VAEConfig
+
+    folder = Path(folder)
+    record = sd_record(folder)
+    tuples = lambda d: {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    vae = build_vae(VAEConfig(**tuples(record["vae"]["config"])))
+    vae.load_state_dict({k: v.float() for k, v in load_file(str(folder / "vae.safetensors")).items()})
+    vae.register_to_config(scaling_factor=record["vae"]["scaling_factor"])
+    unet = build_unet(UNetConfig(**tuples(record["unet"]["config"])))
+    unet.load_state_dict({k: v.float() for k, v in load_file(str(folder / "unet.safetensors")).items()})
+    tokenizer, encoder = text_parts()
+    _, ddim = noise_schedulers()
+    return SDParts(tokenizer, encoder, vae.eval(), unet.eval(), ddim)
+
+
+def run(args) -> int:
+    """``python -m course_utils recipe {miniclip,judge,sd} [--out DIR] [--measure]``."""
+    from course_utils.device import default_threads
+
+    if args.measure and args.name != "sd":
+        print("recipe: --measure measures the sd recipe's weights only", file=sys.stderr)
+        return 2
+    torch.set_num_threads(default_threads())  # OMP_NUM_THREADS, when set, wins
+    if args.name == "miniclip":
+        record = train_miniclip(args.out or MINICLIP_DIR)
+        print(json.dumps({k: record[k] for k in ("seconds", "parameters", "quality")}, indent=1))
+    elif args.name == "judge":
+        print(json.dumps(train_judge_recipe(args.out), indent=1))
+    else:
+        record = measure_sd_recipe(args.out or SD_DIR) if args.measure else train_sd(args.out or SD_DIR)
+        print(json.dumps(record["quality"], indent=1))
+    return 0

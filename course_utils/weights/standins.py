@@ -1,0 +1,270 @@
+"""The course's stand-ins: for each real checkpoint, a small model of the same architecture that the same
+public call loads (``course_utils.weights.resolver.resolve`` hands one out where the real weights cannot be had).
+
+``STANDINS`` is the registry, filled below, explicitly, one ``register_standin`` per checkpoint. Each entry
+names the real checkpoint it replaces, a builder that trains a small model of the same
+architecture with the course's own code on the course's own data and saves it in the library's
+own format, and one line saying what it is. Builders import their heavy dependencies when called,
+so importing this module costs nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from course_utils.paths import course_cache_dir
+from course_utils.weights.cache import build_checked, folder_problem, sha256_file
+
+
+# ---------------------------------------------------------------- the registry
+
+@dataclass(frozen=True)
+class StandIn:
+    build: Callable[[Path], None]  # writes the stand-in's files into the folder it is given
+    about: str                     # what the stand-in is, for the banner
+    version: str                   # bump to rebuild cached copies when the recipe changes
+    entry: str = ""                # the file inside the folder that the loading call takes ("" = the folder)
+
+
+STANDINS: dict[str, StandIn] = {}
+
+
+class CheckpointUnavailable(RuntimeError):
+    """Neither the real checkpoint nor a stand-in can be had."""
+
+
+def register_standin(name: str, build: Callable[[Path], None], about: str, version: str = "1",
+                     entry: str = "") -> None:
+    """Register how to build the stand-in for the real checkpoint ``name``.
+
+    ``build(folder)`` writes files that the library's own loading call accepts
+    (``save_pretrained`` output, a TorchScript archive for ``clip.load``...). It is called once;
+    the folder is then reused until ``version`` changes. ``entry`` names the file inside the folder
+    that the loading call takes (``clip.load`` wants a file, ``from_pretrained`` the folder).
+    """
+    STANDINS[name] = StandIn(build=build, about=about, version=version, entry=entry)
+
+
+def standin_dir(name: str) -> Path:
+    safe = name.replace("/", "--")
+    return course_cache_dir() / "standins" / f"{safe}-v{STANDINS[name].version}"
+
+
+def standin_built(name: str) -> bool:
+    """True when the stand-in for ``name`` is built and intact (every file as its manifest says)."""
+    return name in STANDINS and standin_problem(name) is None
+
+
+def standin_problem(name: str) -> str | None:
+    """What is wrong with the cached stand-in for ``name`` ("is damaged (...)"), or None when it is
+    intact. Checks the size of every file, then its sha256 (milliseconds for a few MB)."""
+    return folder_problem(standin_dir(name), STANDINS[name].version)
+
+
+def build_standin(name: str, rebuild: bool = False, build: Callable[[Path], None] | None = None) -> Path:
+    """The stand-in's folder, building it first when it is missing, and rebuilding it (with a
+    message) when the cached copy is half-built, outdated or damaged (see :func:`standin_problem`).
+
+    ``build`` replaces the registered builder for this call (a lecture installing the model it
+    has just trained); ``rebuild=True`` replaces a cached copy.
+    """
+    if name not in STANDINS:
+        raise CheckpointUnavailable(f"the course registers no stand-in for {name!r}")
+    return build_checked(standin_dir(name), STANDINS[name].version, build or STANDINS[name].build,
+                         f"the cached stand-in for {name}", rebuild)
+
+
+
+
+def _notes(name: str, recipe: str, size: int, training, history, **described) -> dict:
+    """What a stand-in's training.json records: what it stands in for, how it was trained, how well it did."""
+    from dataclasses import asdict
+
+    import torch
+
+    return {
+        "what": f"stand-in for {name}, built by course_utils.weights.standins", "recipe": recipe,
+        "data": f"scikit-learn digits, {size} x {size}, grey repeated over RGB, normalised to [-1, 1]; "
+                "1,438 train / 359 test",
+        **described, "training": asdict(training), "torch": torch.__version__,
+        "test_accuracy": round(history.test_accuracy[-1], 4), "seconds": round(history.seconds, 1),
+    }
+
+
+# ---------------------------------------------------------------- chapter 03: google/vit-base-patch16-224
+
+VIT_NAME = "google/vit-base-patch16-224"
+VIT_TRAINING = None  # None: the lecture's recipe, course_utils.training.classifier.DIGITS_TRAINING (tests set a shorter one)
+
+
+def _build_vit(folder, model=None, history=None, training=None):
+    """The lecture's digits ViT (chapter 03) saved with ``save_pretrained`` beside a ``ViTImageProcessor``
+    config, id2label and training.json. Trains it first (the same function and recipe as the lecture)
+    unless the lecture hands over the ``model`` it trained, with its ``history`` and ``training`` config."""
+    from dataclasses import asdict
+
+    from course_utils.data.digits import DIGITS_LABELS
+    from course_utils.interop.hf_vit import export_pretrained
+    from course_utils.training.classifier import DIGITS_TRAINING, train_digits_vit
+
+    if model is None:
+        training = VIT_TRAINING or DIGITS_TRAINING
+        model, history = train_digits_vit(training=training, progress=True)
+    export_pretrained(model, folder, DIGITS_LABELS, notes=_notes(
+        VIT_NAME, "course_utils.training.classifier.train_digits_vit (chapter 03's lecture run)", model.config.image_size,
+        training or DIGITS_TRAINING, history, model=asdict(model.config)))
+
+
+def save_vit_standin(model, history, training=None):
+    """Install a trained digits ViT (the lecture's) as the stand-in for google/vit-base-patch16-224,
+    replacing any cached copy; returns its folder. ``resolve`` hands it out from then on."""
+    return build_standin(VIT_NAME, rebuild=True,
+                         build=lambda folder: _build_vit(folder, model, history, training))
+
+
+register_standin(VIT_NAME, build=_build_vit, version="1",
+                 about="a 4-layer ViT trained by the course on digits (16 px, 10 classes)")
+
+
+# ---------------------------------------------------------------- chapter 04: Swin, BEiT, DeiT, ConvNeXt
+
+CLASSIFIER_TRAINING = None  # None: each family's own recipe, training.classifier.FAMILY_TRAINING (tests set a shorter one)
+CLASSIFIER_STANDINS: dict[str, str] = {}  # real checkpoint -> the course_utils.models.classifiers family standing in for it
+
+
+def export_classifier(model, family, folder: str | Path, notes: dict | None = None) -> Path:
+    """Save ``model`` for ``AutoModelForImageClassification.from_pretrained(folder)`` and its processor
+    for ``AutoImageProcessor.from_pretrained(folder)``: config.json, model.safetensors,
+    preprocessor_config.json and, given ``notes``, training.json."""
+    import json
+
+    from course_utils.models.classifiers import image_processor
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    image_processor(family).save_pretrained(folder)
+    if notes is not None:
+        (folder / "training.json").write_text(json.dumps(notes, indent=2) + "\n")
+    return folder
+
+
+def _build_classifier(folder, name, model=None, history=None, training=None):
+    """The tiny ``course_utils.models.classifiers`` family that stands in for ``name``, trained on digits and saved
+    with ``save_pretrained`` beside the real checkpoint's image processor class, id2label and training.json.
+    Trains it first unless a lecture hands over the transformers ``model`` it trained, with its
+    ``history`` and ``training`` config."""
+    from dataclasses import asdict
+
+    from course_utils.models.classifiers import FAMILIES
+    from course_utils.training.classifier import FAMILY_TRAINING, train_family
+
+    family = FAMILIES[CLASSIFIER_STANDINS[name]]
+    training = training or CLASSIFIER_TRAINING or FAMILY_TRAINING[family.name]
+    if model is None:
+        model, history = train_family(family, training, progress=True)
+    export_classifier(model, family, folder, notes=_notes(
+        name, f"course_utils.training.classifier.train_family(FAMILIES[{family.name!r}])", family.image_size,
+        training, history, family=asdict(family), parameters=model.num_parameters()))
+
+
+def save_classifier_standin(name, model, history, training=None):
+    """Install a transformers classifier a lecture trained (of the family registered for ``name``) as the
+    stand-in for ``name``, replacing any cached copy; returns its folder."""
+    return build_standin(name, rebuild=True,
+                         build=lambda folder: _build_classifier(folder, name, model, history, training))
+
+
+def _register_classifier(name: str, family: str, about: str, version: str = "1") -> None:
+    CLASSIFIER_STANDINS[name] = family
+    register_standin(name, build=lambda folder: _build_classifier(folder, name), about=about, version=version)
+
+
+_register_classifier("microsoft/swin-base-patch4-window7-224", "swin",
+                     about="a 2-stage Swin trained by the course on digits (32 px, 10 classes)")
+_register_classifier("microsoft/beit-base-patch16-224", "beit",
+                     about="a 4-layer BEiT trained by the course on digits (16 px, 10 classes)")
+_register_classifier("facebook/deit-base-patch16-224", "deit", version="2",  # 2: a ViTForImageClassification, as published
+                     about="a 4-layer ViT (DeiT-B is one: no distillation token) trained by the course on digits "
+                           "(16 px, 10 classes)")
+_register_classifier("facebook/convnext-tiny-224", "convnext",
+                     about="a 2-stage ConvNeXt trained by the course on digits (32 px, 10 classes)")
+
+
+# ---------------------------------------------------------------- chapter 05: openai CLIP ViT-B/32, both libraries
+
+def _clip_notes(name: str) -> dict:
+    from course_utils.weights.recipes import miniclip_record
+
+    record = miniclip_record()
+    return {"what": f"stand-in for {name}, built by course_utils.weights.standins from the committed recipe mini-CLIP",
+            **{k: record[k] for k in ("script", "config", "training", "seconds", "machine", "parameters", "quality")}}
+
+
+def _build_clip_archive(folder):
+    """The recipe mini-CLIP as a TorchScript archive, ``model.pt``, which ``clip.load(path)`` accepts."""
+    import json
+
+    from course_utils.interop.clip_formats import save_for_clip
+    from course_utils.weights.recipes import load_miniclip
+
+    save_for_clip(load_miniclip(), folder / "model.pt")
+    (folder / "training.json").write_text(json.dumps(_clip_notes("ViT-B/32"), indent=1) + "\n")
+
+
+def _build_clip_hf(folder):
+    """The recipe mini-CLIP as transformers' ``CLIPModel`` with a ``CLIPProcessor`` (openai's vocabulary)."""
+    from course_utils.interop.clip_formats import save_for_transformers
+    from course_utils.weights.recipes import load_miniclip
+
+    save_for_transformers(load_miniclip(), folder, notes=_clip_notes("openai/clip-vit-base-patch32"))
+
+
+def _recipe_version() -> str:
+    """The stand-ins follow the committed weights: a new recipe run gives a new version, so cached copies are rebuilt."""
+    from pathlib import Path
+
+    weights = Path(__file__).parent / "miniclip" / "model.safetensors"  # recipes.MINICLIP_DIR
+    return "1-" + (sha256_file(weights)[:12] if weights.is_file() else "missing")
+
+
+_MINICLIP_ABOUT = "the course's recipe mini-CLIP trained on captioned shapes (32 px, 2-layer ViT and text transformer)"
+_MINICLIP_VERSION = _recipe_version()  # hashes the 6.8 MB weights once per process (about 20 ms)
+register_standin("ViT-B/32", build=_build_clip_archive, about=_MINICLIP_ABOUT, version=_MINICLIP_VERSION, entry="model.pt")
+register_standin("openai/clip-vit-base-patch32", build=_build_clip_hf, about=_MINICLIP_ABOUT,
+                 version=_MINICLIP_VERSION)
+
+
+# ---------------------------------------------------------------- chapter 07: Stable Diffusion 1.x
+
+def _sd_version() -> str:
+    from pathlib import Path
+
+    folder = Path(__file__).parent / "sd"  # recipes.SD_DIR
+    files = [folder / "unet.safetensors", folder / "vae.safetensors"]
+    if not all(f.is_file() for f in files):
+        return "1-missing"
+    return "1-" + "".join(sha256_file(f)[:6] for f in files)
+
+
+def _build_sd(folder):
+    """The recipe's small Stable Diffusion as a ``StableDiffusionPipeline`` folder (``save_pretrained``)."""
+    import json
+
+    from course_utils.weights.recipes import load_sd, sd_record
+    from course_utils.models.sd import pipeline
+
+    pipeline(load_sd()).save_pretrained(folder, safe_serialization=True)
+    record = sd_record()
+    notes = {"what": "stand-in for Stable Diffusion 1.x, built by course_utils.weights.standins from the committed recipe",
+             **{k: record.get(k) for k in ("script", "machine", "quality")},
+             "vae": {k: record["vae"].get(k) for k in ("config", "parameters", "seconds")},
+             "unet": {k: record["unet"].get(k) for k in ("config", "parameters", "seconds", "steps_done")}}
+    (folder / "training.json").write_text(json.dumps(notes, indent=1, default=str) + "\n")
+
+
+_SD_ABOUT = ("the course's small Stable Diffusion: mini-CLIP text encoder, VAE and UNet trained on captioned "
+             "shapes (32 px images, 16x16x4 latents)")
+register_standin("stable-diffusion-v1-5/stable-diffusion-v1-5", build=_build_sd, about=_SD_ABOUT,
+                 version=_sd_version())
