@@ -8,13 +8,11 @@ run and the stand-in for google/vit-base-patch16-224; ``train_family`` trains a 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from course_utils.data.digits import digits_data
 from course_utils.data.shapes import make_shapes
@@ -22,9 +20,10 @@ from course_utils.eval.metrics import accuracy, attribute_labels, evaluate
 from course_utils.models.classifiers import Family, ImagesToLogits, build_model
 from course_utils.models.judges import HEADS, Judge, digit_judge
 from course_utils.models.vit import ViT, ViTConfig
+from course_utils.training.loop import fit
 from course_utils.training.remember import remembered
 
-__all__ = ["TrainConfig", "History", "random_affine", "train_classifier", "DIGITS_TRAINING", "train_digits_vit", "FAMILY_TRAINING", "train_family", "train_digit_judge", "JudgeTrainConfig", "train_shape_judge"]
+__all__ = ["DIGITS_TRAINING", "FAMILY_TRAINING", "History", "JudgeTrainConfig", "TrainConfig", "random_affine", "train_classifier", "train_digit_judge", "train_digits_vit", "train_family", "train_shape_judge"]
 
 
 @dataclass(frozen=True)
@@ -75,44 +74,39 @@ def train_classifier(model: nn.Module, x_train: torch.Tensor, y_train: torch.Ten
                      y_test: torch.Tensor | None = None, progress: bool = True, desc: str = "training") -> History:
     """Train any classifier (images in, logits out) with cross-entropy on the CPU; return its History.
 
-    One tqdm bar over the epochs shows the loss and accuracies. Shuffling and augmentation draw
-    from a generator seeded with ``config.seed``; seed torch before building the model for a
-    repeatable initialisation.
+    ``fit``'s loop, epoch by epoch: one progress bar shows the loss and accuracies. Shuffling and
+    augmentation draw from a generator seeded with ``config.seed``; seed torch before building the
+    model for a repeatable initialisation.
     """
     generator = torch.Generator().manual_seed(config.seed)
-    steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=config.warmup)
-    history = History()
-    bar = tqdm(range(config.epochs), desc=desc, disable=not progress, leave=True)
-    for _ in bar:
-        start = time.perf_counter()
-        model.train()
-        total_loss, correct = 0.0, 0
-        order = torch.randperm(len(x_train), generator=generator)
-        for i in range(0, len(x_train), config.batch_size):
-            idx = order[i:i + config.batch_size]
-            x, y = x_train[idx], y_train[idx]  # (b, C, H, W), (b,)
-            if config.augment:
-                x = random_affine(x, generator)
-            logits = model(x)  # (b, K)
-            loss = F.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total_loss += loss.item() * len(idx)
-            correct += (logits.argmax(-1) == y).sum().item()
-        history.seconds += time.perf_counter() - start
-        history.loss.append(total_loss / len(x_train))
-        history.train_accuracy.append(correct / len(x_train))
-        shown = {"loss": f"{history.loss[-1]:.3f}", "train": f"{history.train_accuracy[-1]:.3f}"}
+    per_epoch = math.ceil(len(x_train) / config.batch_size)
+    history, epoch = History(), {"loss": 0.0, "correct": 0, "order": None}
+
+    def loss(step: int) -> torch.Tensor:
+        if step % per_epoch == 0:  # a new epoch: a new order
+            epoch.update(loss=0.0, correct=0, order=torch.randperm(len(x_train), generator=generator))
+        idx = epoch["order"][(step % per_epoch) * config.batch_size:][:config.batch_size]
+        x, y = x_train[idx], y_train[idx]  # (b, C, H, W), (b,)
+        if config.augment:
+            x = random_affine(x, generator)
+        logits = model(x)  # (b, K)
+        value = F.cross_entropy(logits, y)
+        epoch["loss"] += value.item() * len(idx)
+        epoch["correct"] += (logits.argmax(-1) == y).sum().item()
+        return value
+
+    def end_of_epoch(step: int, net: nn.Module, run) -> dict:
+        history.loss.append(epoch["loss"] / len(x_train))
+        history.train_accuracy.append(epoch["correct"] / len(x_train))
         if x_test is not None:
-            history.test_accuracy.append(evaluate(model, x_test, y_test))
-            shown["test"] = f"{history.test_accuracy[-1]:.3f}"
-        bar.set_postfix(shown)
-    model.eval()
+            history.test_accuracy.append(evaluate(net, x_test, y_test))
+        return {"loss": history.loss[-1], "train": history.train_accuracy[-1]} | (
+            {"test": history.test_accuracy[-1]} if x_test is not None else {})
+
+    run = fit(model, loss, config.epochs * per_epoch, lr=config.lr, weight_decay=config.weight_decay,
+              warmup=config.warmup, schedule="one-cycle", every=per_epoch, evaluate=end_of_epoch,
+              progress=progress, desc=desc)
+    history.seconds = run.seconds
     return history
 
 
@@ -183,24 +177,17 @@ def train_shape_judge(config: JudgeTrainConfig = JudgeTrainConfig(), progress: b
     """Train a judge on real shapes of all 25 pairs (fresh images every step); returns it and a record."""
     torch.manual_seed(config.seed)
     judge = Judge(config.width)
-    opt = torch.optim.AdamW(judge.parameters(), lr=config.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.steps, pct_start=0.1)
-    start = time.perf_counter()
-    losses = []
-    for step in tqdm(range(config.steps), desc="judge", disable=not progress, mininterval=1):
+
+    def loss(step: int) -> torch.Tensor:
         data = make_shapes(config.batch_size, 32, seed=10_000 + config.seed * 100_000 + step, split="all")
         x = (data.images + config.noise * torch.randn_like(data.images)).clamp(0, 1)
-        logits = judge(x)
-        targets = attribute_labels(data)
-        loss = sum(F.cross_entropy(logits[k], targets[k]) for k in HEADS)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-    judge.eval()
+        logits, targets = judge(x), attribute_labels(data)
+        return sum(F.cross_entropy(logits[k], targets[k]) for k in HEADS)
+
+    run = fit(judge, loss, config.steps, lr=config.lr, weight_decay=1e-4, warmup=0.1, schedule="one-cycle",
+              progress=progress, desc="judge")
     test = make_shapes(2000, 32, seed=987_654, split="all")
-    record = {"config": asdict(config), "seconds": round(time.perf_counter() - start, 1),
+    record = {"config": asdict(config), "seconds": round(run.seconds, 1),
               "accuracy_on_2000_real_images": accuracy(judge, test.images, test),
-              "final_loss": round(sum(losses[-20:]) / 20, 4)}
+              "final_loss": round(sum(run.loss[-20:]) / 20, 4)}
     return judge, record

@@ -6,7 +6,6 @@ clipped at 100 after every step, as the paper does.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -15,6 +14,7 @@ from torch import nn
 from course_utils.data import shapes as S
 from course_utils.eval.metrics import eval_sets, zero_shot_accuracy
 from course_utils.models.clip import MAX_LOGIT_SCALE, Tokens, clip_loss, clip_normalize
+from course_utils.training.loop import fit
 from course_utils.training.remember import remembered
 
 __all__ = ["ClipTrainConfig", "ClipHistory", "train_clip"]
@@ -54,46 +54,32 @@ class ClipHistory:
 def train_clip(model: nn.Module, config: ClipTrainConfig = ClipTrainConfig(), progress: bool = True,
                desc: str = "mini-CLIP") -> ClipHistory:
     """Train a mini-CLIP on an endless stream of captioned shapes (training pairs only); return its history."""
-    from tqdm.auto import tqdm
-
     size = model.visual.input_resolution
     tokens = Tokens(model.positional_embedding.shape[0])
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": rest, "weight_decay": 0.0}], lr=config.lr)
-    warm = max(1, int(config.warmup * config.steps))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (
-        1 + math.cos(math.pi * min(1.0, max(0, s - warm) / max(1, config.steps - warm)))))
     seen, heldout = eval_sets(config.eval_size, size)
     history = ClipHistory()
-    # mininterval: a notebook bar redrawn every step floods the kernel's iopub channel (nbval then
-    # timed out waiting for the cell's output on a loaded CI machine); once a second is plenty.
-    bar = tqdm(range(config.steps), desc=desc, disable=not progress, mininterval=1.0)
-    model.train()
-    for step in bar:
-        start = time.perf_counter()
+
+    def loss(step: int) -> torch.Tensor:
         batch = S.make_shapes(config.batch_size, size, seed=config.seed * 1_000_003 + step, split="train")
         f = model.encode_image(clip_normalize(batch.images))  # (B, D)
         g = model.encode_text(tokens(batch.captions))  # (B, D)
-        loss = clip_loss(f, g, model.logit_scale.exp())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+        return clip_loss(f, g, model.logit_scale.exp())
+
+    def clip_temperature(step: int) -> None:
         with torch.no_grad():  # 1/tau lives on a log scale and is clipped at 100
             model.logit_scale.clamp_(0, math.log(MAX_LOGIT_SCALE))
-        history.seconds += time.perf_counter() - start
-        history.loss.append(loss.item())
         history.logit_scale.append(model.logit_scale.exp().item())
-        last = step == config.steps - 1
-        if last or (config.eval_every and (step + 1) % config.eval_every == 0):
-            history.eval_step.append(step + 1)
-            history.eval_seconds.append(round(history.seconds, 2))
-            history.seen_accuracy.append(round(zero_shot_accuracy(model, seen), 4))
-            history.heldout_accuracy.append(round(zero_shot_accuracy(model, heldout), 4))
-            model.train()
-            bar.set_postfix(loss=f"{loss.item():.3f}", seen=f"{history.seen_accuracy[-1]:.2f}",
-                            heldout=f"{history.heldout_accuracy[-1]:.2f}")
-    model.eval()
+
+    def zero_shot(step: int, net: nn.Module, run) -> dict:
+        history.eval_step.append(step + 1)
+        history.eval_seconds.append(round(run.seconds, 2))
+        history.seen_accuracy.append(round(zero_shot_accuracy(net, seen), 4))
+        history.heldout_accuracy.append(round(zero_shot_accuracy(net, heldout), 4))
+        return {"seen": history.seen_accuracy[-1], "heldout": history.heldout_accuracy[-1]}
+
+    run = fit(model, loss, config.steps, lr=config.lr, weight_decay=config.weight_decay,
+              decay=lambda name, p: p.ndim >= 2 and "embedding" not in name,  # weight matrices only, as the paper
+              warmup=max(1, int(config.warmup * config.steps)), schedule="cosine", after_step=clip_temperature,
+              every=config.eval_every, evaluate=zero_shot, progress=progress, desc=desc)
+    history.loss, history.seconds = run.loss, run.seconds
     return history

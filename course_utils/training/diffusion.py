@@ -2,7 +2,6 @@
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -10,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_utils.models.diffusion import alphas_cumprod, predict_eps, q_sample
+from course_utils.training.loop import fit
 from course_utils.training.remember import remembered
 
 __all__ = ["DiffusionTrainConfig", "DiffusionHistory", "train_diffusion"]
@@ -47,39 +47,19 @@ def train_diffusion(model: nn.Module, images: torch.Tensor, betas: torch.Tensor,
     Each step: draw x_0 from the data, t uniformly from 0..T-1 and eps ~ N(0, I), form x_t with
     ``q_sample`` and minimise ||eps - eps_theta(x_t, t)||^2. At the end the model holds the EMA weights.
     """
-    from tqdm.auto import tqdm
-
     gen = torch.Generator().manual_seed(config.seed)
     abar = alphas_cumprod(betas)  # (T,)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / config.warmup))
-    ema = [p.detach().clone() for p in model.parameters()]
-    history = DiffusionHistory()
-    model.train()
-    bar = tqdm(range(config.steps), desc=desc, disable=not progress, mininterval=1.0)
-    for step in bar:
-        start = time.perf_counter()
+
+    def loss(step: int) -> torch.Tensor:
         idx = torch.randint(len(images), (config.batch_size,), generator=gen)  # (B,)
         x0 = images[idx]  # (B, C, H, W)
         t = torch.randint(len(betas), (config.batch_size,), generator=gen)  # (B,)
         eps = torch.randn(x0.shape, generator=gen)  # (B, C, H, W)
         x_t = q_sample(x0, t, eps, abar)  # (B, C, H, W)
-        loss = F.mse_loss(predict_eps(model, x_t, t), eps)  # the simple loss, eq. 14
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if config.ema:
-            with torch.no_grad():
-                for e, p in zip(ema, model.parameters()):
-                    e.lerp_(p, 1 - config.ema)
-        history.seconds += time.perf_counter() - start
-        history.loss.append(loss.item())
-        if step % 50 == 0 or step == config.steps - 1:
-            bar.set_postfix(loss=f"{sum(history.loss[-50:]) / len(history.loss[-50:]):.3f}")
-    if config.ema:
-        with torch.no_grad():
-            for e, p in zip(ema, model.parameters()):
-                p.copy_(e)
-    model.eval()
-    return history
+        return F.mse_loss(predict_eps(model, x_t, t), eps)  # the simple loss, eq. 14
+
+    run = fit(model, loss, config.steps, lr=config.lr, warmup=config.warmup, schedule="constant",
+              ema=config.ema or None, progress=progress, desc=desc)
+    if run.ema is not None:
+        model.load_state_dict(run.ema.state_dict())
+    return DiffusionHistory(loss=run.loss, seconds=run.seconds)

@@ -2,17 +2,15 @@
 """
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from course_utils.data.shapes import make_shapes
 from course_utils.eval.metrics import prompt_adherence
 from course_utils.models.sd import PromptCache, SDParts, encode_images
+from course_utils.training.loop import fit, min_snr_weights
 from course_utils.training.remember import remembered
 
 __all__ = ["VAETrainConfig", "train_vae", "SDTrainConfig", "SD_VAE_TRAINING", "SD_TRAINING", "SDHistory", "train_unet"]
@@ -36,22 +34,15 @@ def train_vae(vae, config: VAETrainConfig = VAETrainConfig(), progress: bool = T
     """
     torch.manual_seed(config.seed)
     device = next(vae.parameters()).device
-    opt = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.steps,
-                                                pct_start=max(0.05, 2 / config.steps))
-    start, losses = time.perf_counter(), []
-    vae.train()
-    for step in tqdm(range(config.steps), desc=desc, disable=not progress, mininterval=1):
+
+    def loss(step: int) -> torch.Tensor:
         x = make_shapes(config.batch_size, 32, seed=20_000 + step, split="all").images.to(device) * 2 - 1
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample()).sample
-        loss = F.mse_loss(recon, x) + config.kl_weight * posterior.kl().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-    vae.eval()
+        return F.mse_loss(recon, x) + config.kl_weight * posterior.kl().mean()
+
+    run = fit(vae, loss, config.steps, lr=config.lr, warmup=max(0.05, 2 / config.steps), schedule="one-cycle",
+              progress=progress, desc=desc)
     # SD scales latents to unit variance before diffusion (Rombach et al., section 4.3.2 and appendix G)
     with torch.no_grad():
         x = make_shapes(512, 32, seed=31_337, split="all").images.to(device) * 2 - 1
@@ -59,9 +50,9 @@ def train_vae(vae, config: VAETrainConfig = VAETrainConfig(), progress: bool = T
         recon = vae.decode(z).sample
     scale = (1.0 / z.std()).item()
     vae.register_to_config(scaling_factor=round(scale, 5))
-    return {"training": asdict(config), "seconds": round(time.perf_counter() - start, 1),
+    return {"training": asdict(config), "seconds": round(run.seconds, 1),
             "reconstruction_mse": round(F.mse_loss(recon, x).item() / 4, 6),  # in [0, 1] pixel units
-            "scaling_factor": round(scale, 5), "loss_every_100": [round(v, 5) for v in losses[::100]]}
+            "scaling_factor": round(scale, 5), "loss_every_100": [round(v, 5) for v in run.loss[::100]]}
 
 
 @dataclass
@@ -92,12 +83,6 @@ class SDHistory:
     seconds: float = 0.0
 
 
-def _ema_update(ema_model, model, decay: float) -> None:
-    with torch.no_grad():
-        for e, p in zip(ema_model.parameters(), model.parameters()):
-            e.lerp_(p, 1 - decay)
-
-
 @remembered
 def train_unet(parts: SDParts, config: SDTrainConfig = SDTrainConfig(), judge=None, progress: bool = True,
                desc: str = "UNet", on_eval=None) -> tuple[torch.nn.Module, SDHistory]:
@@ -105,28 +90,22 @@ def train_unet(parts: SDParts, config: SDTrainConfig = SDTrainConfig(), judge=No
 
     Each step draws fresh images and captions, encodes the images with the (frozen) VAE, noises the
     latents at random t and trains ``parts.unet`` to predict the noise from (x_t, t, caption tokens).
+    A share ``drop_caption`` of the captions is replaced by "", so that the same UNet also predicts
+    without a prompt: the training half of classifier-free guidance (Ho and Salimans 2022).
     Returns the EMA copy of the UNet (what samples best) and the history; ``parts.unet`` is the raw one.
     With ``eval_every`` and a ``judge``, measures prompt adherence along the way (guidance 3, 20 DDIM steps).
     """
-    import copy
-
     from diffusers import DDPMScheduler
 
     torch.manual_seed(config.seed)
     device = parts.device
-    unet, vae = parts.unet.train(), parts.vae.eval()
-    ema = copy.deepcopy(unet).eval().requires_grad_(False)
+    unet, vae = parts.unet, parts.vae.eval()
     train_sched = DDPMScheduler.from_config(parts.scheduler.config)
-    abar = train_sched.alphas_cumprod.to(device)
-    snr = abar / (1 - abar)
     prompts = PromptCache(parts.tokenizer, parts.text_encoder)
     prompts([""])
-    opt = torch.optim.AdamW(unet.parameters(), lr=config.lr, weight_decay=0.01)
-    cosine = lambda s: min(1.0, (s + 1) / config.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / config.steps)))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine)
-    history, start = SDHistory(), time.perf_counter()
     gen = torch.Generator().manual_seed(config.seed)
-    for step in tqdm(range(config.steps), desc=desc, disable=not progress, mininterval=1):
+
+    def loss(step: int) -> torch.Tensor:
         data = make_shapes(config.batch_size, 32, seed=1_000_000 + config.seed * 1_000_003 + step, split=config.split)
         captions = [("" if torch.rand((), generator=gen) < config.drop_caption else c) for c in data.captions]
         context = prompts(captions).to(device)  # (B, L, E)
@@ -134,27 +113,25 @@ def train_unet(parts: SDParts, config: SDTrainConfig = SDTrainConfig(), judge=No
         noise = torch.randn_like(z0)
         t = torch.randint(0, train_sched.config.num_train_timesteps, (len(z0),), device=device)
         zt = train_sched.add_noise(z0, noise, t)
-        pred = unet(zt, t, encoder_hidden_states=context).sample
-        per_sample = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))  # (B,)
+        per_sample = F.mse_loss(unet(zt, t, encoder_hidden_states=context).sample, noise,
+                                reduction="none").mean(dim=(1, 2, 3))  # (B,)
         if config.snr_gamma:
-            per_sample = per_sample * snr[t].clamp(max=config.snr_gamma) / snr[t]
-        loss = per_sample.mean()
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        _ema_update(ema, unet, config.ema if step > config.warmup else 0.0)
-        history.loss.append(loss.item())
-        if config.eval_every and judge is not None and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
-            sampler = SDParts(parts.tokenizer, parts.text_encoder, vae, ema, parts.scheduler)
-            seen = prompt_adherence(sampler, judge, pairs="seen", per_pair=config.eval_per_pair, guidance_scale=3.0,
-                                    steps=20, progress=False)
-            row = {"step": step + 1, "seconds": round(time.perf_counter() - start, 1), "loss": round(
-                sum(history.loss[-50:]) / len(history.loss[-50:]), 4)} | {k: seen[k] for k in ("colour", "shape", "both")}
-            history.evals.append(row)
-            if on_eval:
-                on_eval(row, ema)
-            unet.train()
-    history.seconds = time.perf_counter() - start
-    return ema, history
+            per_sample = per_sample * min_snr_weights(train_sched, t, config.snr_gamma)
+        return per_sample.mean()
+
+    def adherence(step: int, ema, run) -> dict:
+        sampler = SDParts(parts.tokenizer, parts.text_encoder, vae, ema, parts.scheduler)
+        seen = prompt_adherence(sampler, judge, pairs="seen", per_pair=config.eval_per_pair, guidance_scale=3.0,
+                                steps=20, progress=False)
+        row = {"step": step + 1, "seconds": round(run.seconds, 1),
+               "loss": round(sum(run.loss[-50:]) / len(run.loss[-50:]), 4)} | {k: seen[k] for k in ("colour", "shape", "both")}
+        if on_eval:
+            on_eval(row, ema)
+        return {k: v for k, v in row.items() if k != "step"}
+
+    run = fit(unet, loss, config.steps, lr=config.lr, weight_decay=0.01,
+              warmup=config.warmup, schedule="cosine", clip_grad=1.0, ema=config.ema, ema_after=config.warmup,
+              every=config.eval_every if judge is not None else 0, evaluate=adherence if judge is not None else None,
+              progress=progress, desc=desc)
+    return run.ema, SDHistory(loss=run.loss, evals=run.evals, seconds=run.seconds)
+
