@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from course_utils.data import shapes as S
-from course_utils.interop.clip_formats import clip_tokenizer, save_for_clip, to_hf, with_context
+from course_utils.interop.clip_formats import clip_tokenizer, save_for_clip, to_transformers, with_context
 from course_utils.eval.metrics import caption_truth, recall_at_k, zero_shot_accuracy
 from course_utils.models.clip import build_clip, clip_loss, clip_normalize, encode, import_clip, MiniCLIPConfig, Tokens, zero_shot_probs
 from course_utils.training.clip import ClipTrainConfig, train_clip
@@ -112,7 +112,7 @@ def test_clip_load_reads_the_archive_and_gives_the_same_features(tmp_path):
 
 def test_transformers_clipmodel_equals_openais():
     model = random_model()
-    hf = to_hf(model)
+    hf = to_transformers(model)
     data = S.make_shapes(4, 32, seed=2)
     texts = S.class_prompts()[:6]
     tokenizer = clip_tokenizer()

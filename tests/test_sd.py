@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from course_utils.eval import metrics
+from course_utils.interop.diffusers import CourseCrossAttention
 from course_utils.models import sd
 from course_utils.training import sd as sd_training
 from course_utils.eval.metrics import adherence
@@ -82,7 +83,7 @@ def test_course_cross_attention_is_diffusers(parts):
     ctx = sd.embed_prompts(parts.tokenizer, parts.text_encoder, ["a red circle", ""])
     with torch.no_grad():
         want = unet(z, 300, encoder_hidden_states=ctx).sample
-        with sd.CourseCrossAttention.install(unet) as rec:
+        with CourseCrossAttention.install(unet) as rec:
             got = unet(z, 300, encoder_hidden_states=ctx).sample
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
     cross = [n for n in before if n.endswith("attn2.processor")]

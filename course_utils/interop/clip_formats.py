@@ -4,7 +4,7 @@
   rebuilds the model from the tensors' shapes (``clip.model.build_model``); a plain state-dict file
   fails, so :func:`save_for_clip` writes a traced model.
 - transformers: ``CLIPModel`` holds the same tensors under other names (q, k and v split apart,
-  projections transposed); :func:`to_hf` renames them, :func:`save_for_transformers` saves the model
+  projections transposed); :func:`to_transformers` renames them, :func:`save_for_transformers` saves the model
   with a ``CLIPProcessor`` whose tokenizer is built from the ``clip`` package's own BPE vocabulary,
   so both libraries turn a caption into the same ids.
 
@@ -88,7 +88,7 @@ def save_transformers_for_clip(folder: str | Path, path: str | Path) -> Path:
 
 # ---------------------------------------------------------------- transformers
 
-def hf_config(config: MiniCLIPConfig):
+def transformers_config(config: MiniCLIPConfig):
     """transformers' ``CLIPConfig`` for a plain mini-CLIP (openai's heads = width // 64, QuickGELU, 77 tokens)."""
     from transformers import CLIPConfig
 
@@ -173,21 +173,39 @@ def hf_to_openai(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.contiguous() for k, v in out.items()}
 
 
-def hf_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+def transformers_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """A plain mini-CLIP's tensors (77 tokens) renamed for transformers' ``CLIPModel``."""
     return openai_to_hf(with_context(model).state_dict())
 
 
-def to_hf(model: nn.Module):
+def to_transformers(model: nn.Module):
     """transformers' ``CLIPModel`` holding a plain mini-CLIP's weights (eval mode, eager attention)."""
     from transformers import CLIPModel
 
-    hf = CLIPModel(hf_config(model.config))
-    missing, unexpected = hf.load_state_dict(hf_state_dict(model), strict=False)
+    hf = CLIPModel(transformers_config(model.config))
+    missing, unexpected = hf.load_state_dict(transformers_state_dict(model), strict=False)
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing or unexpected:
         raise RuntimeError(f"weights do not line up with CLIPModel: missing {missing}, unexpected {unexpected}")
     return hf.eval()
+
+
+def text_encoder(model: nn.Module, max_length: int = 16):
+    """transformers' ``CLIPTextModel`` (eval mode, frozen) holding a plain mini-CLIP's text transformer, reading
+    ``max_length`` tokens: the text encoder of the course's Stable Diffusion."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = transformers_config(model.config).text_config
+    config.max_position_embeddings = max_length
+    # CLIPModel's "text_model.*" tensors; transformers 5's CLIPTextModel names them without the prefix
+    state = {k.removeprefix("text_model."): v for k, v in transformers_state_dict(model).items() if k.startswith("text_model.")}
+    state["embeddings.position_embedding.weight"] = state["embeddings.position_embedding.weight"][:max_length]
+    encoder = CLIPTextModel(CLIPTextConfig(**config.to_dict()))
+    missing, unexpected = encoder.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise RuntimeError(f"mini-CLIP text weights do not fit CLIPTextModel: {missing} {unexpected}")
+    return encoder.eval().requires_grad_(False)
 
 
 def clip_tokenizer():
@@ -219,11 +237,9 @@ def clip_processor(image_size: int):
     return CLIPProcessor(image_processor=images, tokenizer=clip_tokenizer())
 
 
-def save_for_transformers(model: nn.Module, folder: str | Path, notes: dict | None = None) -> Path:
+def save_for_transformers(model: nn.Module, folder: str | Path) -> Path:
     """``save_pretrained`` a plain mini-CLIP as a ``CLIPModel`` with its ``CLIPProcessor``; returns the folder."""
     folder = Path(folder)
-    to_hf(model).save_pretrained(folder)
+    to_transformers(model).save_pretrained(folder)
     clip_processor(model.config.image_resolution).save_pretrained(folder)
-    if notes:
-        (folder / "training.json").write_text(json.dumps(notes, indent=1) + "\n")
     return folder

@@ -7,7 +7,6 @@ loads. The weight map is ``_paired_layers``; the patch embedding is the one tens
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -118,13 +117,13 @@ def to_hf(model: ViT, id2label: dict[int, str] | None = None):
 
 
 def export_pretrained(model: ViT, folder: str | Path, id2label: dict[int, str] | None = None,
-                      image_mean=None, image_std=None, notes: dict | None = None) -> Path:
+                      image_mean=None, image_std=None) -> Path:
     """Save ``model`` in transformers' format: what ``ViTForImageClassification.from_pretrained(folder)``
     and ``AutoImageProcessor.from_pretrained(folder)`` load.
 
     Writes config.json (with id2label), model.safetensors, preprocessor_config.json (a
     ``ViTImageProcessor`` resizing to the model's size and normalising with ``image_mean`` /
-    ``image_std``, default ``IMAGE_MEAN`` / ``IMAGE_STD``) and, given ``notes``, training.json.
+    ``image_std``, default ``IMAGE_MEAN`` / ``IMAGE_STD``).
     """
     from transformers import ViTImageProcessor
 
@@ -137,6 +136,4 @@ def export_pretrained(model: ViT, folder: str | Path, id2label: dict[int, str] |
         image_mean=list(image_mean or IMAGE_MEAN)[: model.config.in_channels],
         image_std=list(image_std or IMAGE_STD)[: model.config.in_channels])
     processor.save_pretrained(folder)
-    if notes is not None:
-        (folder / "training.json").write_text(json.dumps(notes, indent=2) + "\n")
     return folder

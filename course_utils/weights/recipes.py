@@ -31,6 +31,7 @@ from course_utils.eval.metrics import eval_sets, zero_shot_accuracy
 from course_utils.models.clip import build_clip, MiniCLIPConfig
 from course_utils.models.judges import Judge
 from course_utils.training.clip import ClipTrainConfig, train_clip
+from course_utils.training.records import half_precision, write_record
 
 WEIGHTS = Path(__file__).parent
 MINICLIP_DIR = WEIGHTS / "miniclip"
@@ -62,7 +63,7 @@ def train_miniclip(out: Path = MINICLIP_DIR, training: ClipTrainConfig = MINICLI
     torch.manual_seed(training.seed)
     model = build_clip(config)
     history = train_clip(model, training, desc="mini-CLIP recipe")
-    state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
+    state = half_precision(model)
     model.load_state_dict({k: v.float() for k, v in state.items()})  # measure what is committed: the fp16 weights
     record = {
         "what": "the course's recipe mini-CLIP: openai clip.model.CLIP, plain ViT, trained on captioned shapes",
@@ -76,7 +77,7 @@ def train_miniclip(out: Path = MINICLIP_DIR, training: ClipTrainConfig = MINICLI
     }
     out.mkdir(parents=True, exist_ok=True)
     save_file(state, str(out / "model.safetensors"))
-    (out / "recipe.json").write_text(json.dumps(record, indent=1) + "\n")
+    write_record(out / "recipe.json", record)
     return record
 
 
@@ -108,7 +109,7 @@ def save_judge(judge: Judge, record: dict, folder: Path = JUDGE_DIR) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous() for k, v in judge.state_dict().items()}, str(folder / "model.safetensors"))
-    (folder / "recipe.json").write_text(json.dumps(record, indent=1) + "\n")
+    write_record(folder / "recipe.json", record)
     return folder
 
 
@@ -126,30 +127,14 @@ def load_judge(folder: Path = JUDGE_DIR) -> Judge:
 
 
 def text_parts(max_length: int = 16):
-    """The frozen text side: (tokenizer, CLIPTextModel) from the committed mini-CLIP recipe.
+    """The frozen text side of the course's Stable Diffusion: (tokenizer, CLIPTextModel) from the committed
+    mini-CLIP recipe. The mini-CLIP was trained with 16-token contexts; the tokenizer pads every prompt to
+    ``max_length`` tokens with its end token, as Stable Diffusion's does to 77."""
+    from course_utils.interop.clip_formats import clip_tokenizer, text_encoder
 
-    The mini-CLIP was trained with 16-token contexts; the tokenizer pads every prompt to
-    ``max_length`` tokens with its end token, as Stable Diffusion's does to 77.
-    """
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from course_utils.interop.clip_formats import clip_tokenizer, hf_config, hf_state_dict
-    from course_utils.weights.recipes import load_miniclip
-
-    clip = load_miniclip()
-    config = hf_config(clip.config).text_config
-    config.max_position_embeddings = max_length
-    # CLIPModel's "text_model.*" tensors; transformers 5's CLIPTextModel names them without the prefix
-    state = {k.removeprefix("text_model."): v for k, v in hf_state_dict(clip).items() if k.startswith("text_model.")}
-    state["embeddings.position_embedding.weight"] = state["embeddings.position_embedding.weight"][:max_length]
-    encoder = CLIPTextModel(CLIPTextConfig(**config.to_dict()))
-    missing, unexpected = encoder.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("position_ids")]
-    if missing or unexpected:
-        raise RuntimeError(f"mini-CLIP text weights do not fit CLIPTextModel: {missing} {unexpected}")
     tokenizer = clip_tokenizer()
     tokenizer.model_max_length = max_length
-    return tokenizer, encoder.eval().requires_grad_(False)
+    return tokenizer, text_encoder(load_miniclip(), max_length)
 
 
 
@@ -167,10 +152,6 @@ def train_judge_recipe(out: Path | None = None) -> dict:
 SD_DIR = WEIGHTS / "sd"
 SD_GUIDANCE_SCALES = (1.0, 2.0, 3.0, 5.0, 7.5)
 SD_EVAL_PER_PAIR = 12  # images per colour-shape prompt for the recorded adherence (252 seen, 48 held-out)
-
-
-def _half(module) -> dict:
-    return {k: v.detach().half().contiguous() for k, v in module.state_dict().items()}
 
 
 def measure_sd(parts, judge, per_pair: int = SD_EVAL_PER_PAIR, scales=SD_GUIDANCE_SCALES, steps: int = 25) -> dict:
@@ -219,7 +200,7 @@ def train_sd(out: Path = SD_DIR) -> dict:
     torch.manual_seed(SD_VAE_TRAINING.seed)
     vae = build_vae(SD_VAE)
     vae_record = train_vae(vae, SD_VAE_TRAINING, desc="SD recipe: VAE")
-    save_file(_half(vae), str(out / "vae.safetensors"))
+    save_file(half_precision(vae), str(out / "vae.safetensors"))
     vae_record["judge_on_reconstructions"] = _judge_reconstructions(vae, judge)
     record = {
         "what": "the course's small Stable Diffusion: mini-CLIP text encoder (frozen, chapter 05's recipe), "
@@ -229,7 +210,7 @@ def train_sd(out: Path = SD_DIR) -> dict:
         "unet": {"config": asdict(SD_UNET), "training": asdict(SD_TRAINING)},
         "scheduler": dict(ddim.config),
     }
-    (out / "recipe.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+    write_record(out / "recipe.json", record)
     print(json.dumps({k: vae_record[k] for k in ("seconds", "reconstruction_mse", "scaling_factor",
                                                  "judge_on_reconstructions")}), flush=True)
 
@@ -239,17 +220,17 @@ def train_sd(out: Path = SD_DIR) -> dict:
     parts = SDParts(tokenizer, encoder, vae, unet, ddim)
 
     def checkpoint(row, ema):
-        save_file(_half(ema), str(out / "unet.safetensors"))
+        save_file(half_precision(ema), str(out / "unet.safetensors"))
         record["unet"]["evals"] = record["unet"].get("evals", []) + [row]
         record["unet"]["steps_done"] = row["step"]
-        (out / "recipe.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+        write_record(out / "recipe.json", record)
         print(json.dumps(row), flush=True)
 
     ema, history = train_unet(parts, SD_TRAINING, judge=judge, desc="SD recipe: UNet", on_eval=checkpoint)
-    save_file(_half(ema), str(out / "unet.safetensors"))
+    save_file(half_precision(ema), str(out / "unet.safetensors"))
     record["unet"] |= {"seconds": round(history.seconds, 1), "steps_done": SD_TRAINING.steps,
                        "loss_every_100": [round(x, 4) for x in history.loss[::100]]}
-    (out / "recipe.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+    write_record(out / "recipe.json", record)
     return measure_sd_recipe(out)
 
 
@@ -264,7 +245,7 @@ def measure_sd_recipe(out: Path = SD_DIR) -> dict:
     record["quality"] = measure_sd(load_sd(out), load_judge())
     record["quality"]["seconds"] = round(time.perf_counter() - start, 1)
     record["quality"]["machine"] = _machine()
-    (Path(out) / "recipe.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+    write_record(Path(out) / "recipe.json", record)
     return record
 
 

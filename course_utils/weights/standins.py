@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from course_utils.paths import course_cache_dir
+from course_utils.training.records import write_record
 from course_utils.weights.cache import build_checked, folder_problem, sha256_file
 
 
@@ -111,7 +112,8 @@ def _build_vit(folder, model=None, history=None, training=None):
     if model is None:
         training = VIT_TRAINING or DIGITS_TRAINING
         model, history = train_digits_vit(training=training, progress=True)
-    export_pretrained(model, folder, DIGITS_LABELS, notes=_notes(
+    export_pretrained(model, folder, DIGITS_LABELS)
+    write_record(folder / "training.json", _notes(
         VIT_NAME, "course_utils.training.classifier.train_digits_vit (chapter 03's lecture run)", model.config.image_size,
         training or DIGITS_TRAINING, history, model=asdict(model.config)))
 
@@ -133,11 +135,10 @@ CLASSIFIER_TRAINING = None  # None: each family's own recipe, training.classifie
 CLASSIFIER_STANDINS: dict[str, str] = {}  # real checkpoint -> the course_utils.models.classifiers family standing in for it
 
 
-def export_classifier(model, family, folder: str | Path, notes: dict | None = None) -> Path:
+def export_classifier(model, family, folder: str | Path) -> Path:
     """Save ``model`` for ``AutoModelForImageClassification.from_pretrained(folder)`` and its processor
     for ``AutoImageProcessor.from_pretrained(folder)``: config.json, model.safetensors,
-    preprocessor_config.json and, given ``notes``, training.json."""
-    import json
+    preprocessor_config.json."""
 
     from course_utils.models.classifiers import image_processor
 
@@ -145,8 +146,6 @@ def export_classifier(model, family, folder: str | Path, notes: dict | None = No
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     image_processor(family).save_pretrained(folder)
-    if notes is not None:
-        (folder / "training.json").write_text(json.dumps(notes, indent=2) + "\n")
     return folder
 
 
@@ -164,7 +163,8 @@ def _build_classifier(folder, name, model=None, history=None, training=None):
     training = training or CLASSIFIER_TRAINING or FAMILY_TRAINING[family.name]
     if model is None:
         model, history = train_family(family, training, progress=True)
-    export_classifier(model, family, folder, notes=_notes(
+    export_classifier(model, family, folder)
+    write_record(folder / "training.json", _notes(
         name, f"course_utils.training.classifier.train_family(FAMILIES[{family.name!r}])", family.image_size,
         training, history, family=asdict(family), parameters=model.num_parameters()))
 
@@ -204,13 +204,12 @@ def _clip_notes(name: str) -> dict:
 
 def _build_clip_archive(folder):
     """The recipe mini-CLIP as a TorchScript archive, ``model.pt``, which ``clip.load(path)`` accepts."""
-    import json
 
     from course_utils.interop.clip_formats import save_for_clip
     from course_utils.weights.recipes import load_miniclip
 
     save_for_clip(load_miniclip(), folder / "model.pt")
-    (folder / "training.json").write_text(json.dumps(_clip_notes("ViT-B/32"), indent=1) + "\n")
+    write_record(folder / "training.json", _clip_notes("ViT-B/32"))
 
 
 def _build_clip_hf(folder):
@@ -218,7 +217,8 @@ def _build_clip_hf(folder):
     from course_utils.interop.clip_formats import save_for_transformers
     from course_utils.weights.recipes import load_miniclip
 
-    save_for_transformers(load_miniclip(), folder, notes=_clip_notes("openai/clip-vit-base-patch32"))
+    save_for_transformers(load_miniclip(), folder)
+    write_record(folder / "training.json", _clip_notes("openai/clip-vit-base-patch32"))
 
 
 def _recipe_version() -> str:
@@ -250,7 +250,6 @@ def _sd_version() -> str:
 
 def _build_sd(folder):
     """The recipe's small Stable Diffusion as a ``StableDiffusionPipeline`` folder (``save_pretrained``)."""
-    import json
 
     from course_utils.weights.recipes import load_sd, sd_record
     from course_utils.models.sd import pipeline
@@ -261,7 +260,7 @@ def _build_sd(folder):
              **{k: record.get(k) for k in ("script", "machine", "quality")},
              "vae": {k: record["vae"].get(k) for k in ("config", "parameters", "seconds")},
              "unet": {k: record["unet"].get(k) for k in ("config", "parameters", "seconds", "steps_done")}}
-    (folder / "training.json").write_text(json.dumps(notes, indent=1, default=str) + "\n")
+    write_record(folder / "training.json", notes)
 
 
 _SD_ABOUT = ("the course's small Stable Diffusion: mini-CLIP text encoder, VAE and UNet trained on captioned "

@@ -21,7 +21,10 @@ from typing import Callable
 
 import torch
 
-__all__ = ["CheckFailed", "passed", "fmt_shape", "call", "close", "randn", "keep_rng", "require_callable"]
+__all__ = ["CheckFailed", "passed", "fmt_shape", "call", "close", "randn", "keep_rng", "require_callable",
+           "unchanged", "NO_GRAD"]
+
+NO_GRAD = "no gradient flows back to {name}: keep every step in torch (no .detach(), .item(), .data or NumPy)"
 
 
 class CheckFailed(AssertionError):
@@ -92,3 +95,13 @@ def require_callable(obj, name: str, kind: str = "function") -> None:
     if not callable(obj):
         raise CheckFailed(f"expected the {kind} {name}, got {type(obj).__name__}: pass the {kind} "
                           f"itself ({name}), not the result of calling it")
+
+
+def unchanged(given, originals, what: str = "your function", hint: str = "compute new tensors",
+              its_input: bool = True) -> None:
+    """CheckFailed naming the first input the student's code changed in place: ``given`` and ``originals``
+    are parallel ``{name: tensor}`` dicts (the tensors passed, and copies taken before the call)."""
+    for name, before in originals.items():
+        after = given[name]
+        if isinstance(before, torch.Tensor) and not torch.equal(after.detach(), before):
+            raise CheckFailed(f"{what} changed {'its input ' if its_input else ''}{name} in place: {hint}")

@@ -32,7 +32,8 @@ from torch import nn
 
 from course_utils.models.attention import causal_mask, padding_mask
 from course_utils.models.attention import scaled_dot_product_attention as _reference
-from course_utils.grading.checks import CheckFailed, call, close, fmt_shape, keep_rng, passed, randn, require_callable
+from course_utils.grading.checks import (NO_GRAD, CheckFailed, call, close, fmt_shape, keep_rng, passed, randn,
+                                         require_callable, unchanged)
 
 __all__ = ["check_scaled_dot_product_attention", "check_multi_head_attention"]
 
@@ -58,7 +59,6 @@ MASK_AFTER_SOFTMAX = ("weights do not sum to 1 over the keys when a mask is give
                       "before the softmax, not to the weights after it")
 MASK_NAN = ("weights contain NaN although every query may attend to some key: fill masked scores with "
             "masked_fill or torch.where (-inf times 0 is NaN)")
-NO_GRAD = "no gradient flows back to {name}: keep every step in torch (no .detach(), .item() or NumPy)"
 
 SCALED_BY_DIM = "scores are scaled by sqrt(dim) instead of sqrt(dim / num_heads): d_k is the width of one head"
 SPLIT = ("heads split incorrectly: (B, N, dim) -> (B, num_heads, N, dim / num_heads), head i taking features "
@@ -109,10 +109,9 @@ def _sdpa_call(fn, q, k, v, mask=None, context=""):
         raise CheckFailed(f"expected output shape {want_out}, got {fmt_shape(out)}{where}")
     if tuple(w.shape) != want_w:
         raise CheckFailed(f"expected weights shape {want_w}, got {fmt_shape(w)}{where}")
-    for name, t, original in zip(("q", "k", "v", "mask"), given, (q, k, v, mask)):
-        if not torch.equal(t, original):
-            raise CheckFailed(f"your function changed its input {name} in place: compute new tensors instead "
-                              "(masked_fill, not masked_fill_)")
+    names = ("q", "k", "v", "mask")[:len(given)]
+    unchanged(dict(zip(names, given)), dict(zip(names, (q, k, v, mask))),
+              hint="compute new tensors instead (masked_fill, not masked_fill_)")
     return out.detach().float(), w.detach().float()
 
 

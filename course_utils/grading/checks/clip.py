@@ -24,7 +24,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from course_utils.grading.checks import CheckFailed, call, close, fmt_shape, keep_rng, passed, randn, require_callable
+from course_utils.grading.checks import (NO_GRAD, CheckFailed, call, close, fmt_shape, keep_rng, passed, randn,
+                                         require_callable, unchanged)
 from course_utils.models.clip import clip_loss as _loss
 from course_utils.models.clip import zero_shot_probs as _probs
 
@@ -52,8 +53,6 @@ EXP_SCALE = ("the similarities are multiplied by exp(logit_scale): logit_scale h
              "(the model stores its log, and passes model.logit_scale.exp())")
 WRONG_LOSS = ("the loss differs from CLIP's: logits = logit_scale * f gᵀ with the matching pair on the "
               "diagonal (targets 0, 1, ..., B-1), cross-entropy over rows and over columns, averaged")
-CHANGED_INPUT = "your function changed its input {name} in place: compute new tensors (F.normalize, not x /= ...)"
-NO_GRAD = "no gradient flows back to {name}: keep every step in torch (no .detach(), .item() or NumPy)"
 FLOAT_SCALE = "your function fails when logit_scale is a tensor: accept a float or a 0-dim tensor"
 
 PROBS_SHAPE = "expected probabilities of shape {want} (images x classes), got {got}"
@@ -104,9 +103,8 @@ def _loss_call(fn, f, g, scale, where):
         raise CheckFailed(NOT_TENSOR.format(kind=type(result).__name__))
     if result.dim() != 0:
         raise CheckFailed(NOT_SCALAR.format(shape=fmt_shape(result)))
-    for name, t, original in (("image_features", given_f, f), ("text_features", given_g, g)):
-        if not torch.equal(t.detach(), original):
-            raise CheckFailed(CHANGED_INPUT.format(name=name))
+    unchanged({"image_features": given_f, "text_features": given_g}, {"image_features": f, "text_features": g},
+              hint="compute new tensors (F.normalize, not x /= ...)")
     return result, given_f, given_g
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from course_utils.grading.checks import CheckFailed, call, close, fmt_shape, keep_rng, passed, randn, require_callable
+from course_utils.grading.checks import CheckFailed, call, close, fmt_shape, keep_rng, passed, randn, require_callable, unchanged
 from course_utils.models.diffusion import alphas_cumprod as _cumprod
 from course_utils.models.diffusion import classifier_free_guidance as _cfg
 from course_utils.models.diffusion import ddpm_step as _step
@@ -38,7 +38,6 @@ __all__ = ["check_q_sample", "check_ddpm_step", "check_classifier_free_guidance"
 # ------------------------------------------------------------------ what the mistakes are called
 NOT_TENSOR = "expected a tensor, got {kind}: keep the computation in torch"
 WRONG_SHAPE = "expected a result of shape {want}, the shape of x, got {got}"
-CHANGED_INPUT = "your function changed its input {name} in place: compute a new tensor"
 
 Q_BROADCAST = ("abar_t does not broadcast against the images: alphas_cumprod[t] is (B,); reshape it to "
                "(B, 1, 1, 1) (.view(-1, 1, 1, 1) or [:, None, None, None]) so each sample gets its own")
@@ -94,10 +93,9 @@ def _tensor_result(result, want_shape) -> torch.Tensor:
     return result.detach()
 
 
-def _unchanged(pairs) -> None:
-    for name, given, original in pairs:
-        if isinstance(given, torch.Tensor) and not torch.equal(given, original):
-            raise CheckFailed(CHANGED_INPUT.format(name=name))
+def _unchanged(triples) -> None:
+    """(name, tensor given, copy taken before) for each input: CheckFailed naming one changed in place."""
+    unchanged({n: g for n, g, _ in triples}, {n: o for n, _, o in triples}, hint="compute a new tensor")
 
 
 def _first_match(result, variants, fallback: str):

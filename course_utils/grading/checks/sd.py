@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from course_utils.grading.checks import CheckFailed, call, close, fmt_shape, keep_rng, passed, randn, require_callable
+from course_utils.grading.checks import CheckFailed, call, close, fmt_shape, keep_rng, passed, randn, require_callable, unchanged
 
 __all__ = ["check_encode_prompts", "check_guided_noise"]
 
@@ -60,7 +60,6 @@ SWAPPED = ("the conditional and unconditional predictions are swapped: guidance 
 ONE_PLUS = ("this is eps_cond + s * (eps_cond - eps_uncond), the (1 + s) convention of some papers: the "
             "pipeline's guidance_scale s multiplies the difference from eps_uncond, eps_uncond + s * (eps_cond - eps_uncond)")
 WRONG_GUIDANCE = "the prediction differs from eps_uncond + guidance_scale * (eps_cond - eps_uncond)"
-CHANGED_INPUT = "your function changed {name} in place: compute new tensors"
 
 
 # ------------------------------------------------------------------ encode_prompts
@@ -147,9 +146,8 @@ def check_guided_noise(guided_noise) -> None:
             s = 7.5
             got = call(guided_noise, unet, latents, t, cond, uncond, s, what="your guided_noise",
                        where=f"with t = {t!r} and guidance_scale {s}")
-            for name, now, before in zip(("latents", "cond", "uncond"), (latents, cond, uncond), copies):
-                if not torch.equal(now, before):
-                    raise CheckFailed(CHANGED_INPUT.format(name=name))
+            unchanged({"latents": latents, "cond": cond, "uncond": uncond}, dict(zip(("latents", "cond", "uncond"), copies)),
+                      its_input=False)
             if not isinstance(got, torch.Tensor):
                 raise CheckFailed(NOT_TENSOR.format(kind=type(got).__name__))
             if got.shape == (2 * B, C, 8, 8):

@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_utils.models.attention import causal_mask, padding_mask
-from course_utils.grading.checks import CheckFailed, call, close, fmt_shape, keep_rng, passed, randn, require_callable
+from course_utils.grading.checks import (NO_GRAD, CheckFailed, call, close, fmt_shape, keep_rng, passed, randn,
+                                         require_callable, unchanged)
 from course_utils.models.transformer import TransformerEncoderBlock as _Reference
 from course_utils.interop.torch_nn import to_torch_layer
 
@@ -66,8 +67,6 @@ DEFAULT_EPS = "the default eps must be 1e-5 (PyTorch's): def layer_norm(x, weigh
 KEEPDIM = "keep the reduced dimension, x.mean(dim=-1, keepdim=True), so that mean and var broadcast against x"
 LEADING_DIMS = "index the features from the end (dim=-1) so that any number of leading dimensions works"
 WRONG_LN = f"output differs from LayerNorm over the last dimension, {RIGHT_LN}"
-IN_PLACE = "{what} changed its input {name} in place: compute new tensors ({example})"
-NO_GRAD = "no gradient flows back to {name}: keep every step in torch (no .detach(), .item(), .data or NumPy)"
 GRAD_DIFFERS = ("the gradient with respect to {name} is wrong although the output is right: "
                 "do not .detach() the mean or the variance")
 
@@ -112,12 +111,6 @@ def _returned_tensor(result, what):
         raise CheckFailed(f"expected {what} to return a tensor, got {type(result).__name__}")
     return result
 
-
-def _unchanged(given, originals, names, what, example):
-    """CheckFailed if the student's code modified one of the tensors it was given."""
-    for name, t, original in zip(names, given, originals):
-        if not torch.equal(t, original):
-            raise CheckFailed(IN_PLACE.format(what=what, name=name, example=example))
 
 
 # ---------------------------------------------------------------------------------- layer_norm
@@ -176,7 +169,8 @@ def _ln_call(fn, x, weight, bias, where, **eps):
             raise CheckFailed(f"{e}; {KEEPDIM}") from e
         raise
     out = _returned_tensor(out, "layer_norm")
-    _unchanged(given, (x, weight, bias), ("x", "weight", "bias"), "your layer_norm", "x - mean, not x -= mean")
+    unchanged(dict(zip(("x", "weight", "bias"), given)), {"x": x, "weight": weight, "bias": bias},
+              what="your layer_norm", hint="compute new tensors (x - mean, not x -= mean)")
     if out.shape != x.shape:
         raise CheckFailed(f"expected shape {fmt_shape(x)} (the shape of x), got {fmt_shape(out)} {where}")
     return out.detach().float()
@@ -442,7 +436,7 @@ def _block_forward(block, x, what, mask=None):
             raise CheckFailed(f"{e}; {MASK_POSITIONAL}") from e
         raise
     out = _returned_tensor(out, "forward")
-    _unchanged([given], [x], ["x"], "your forward", "x = x + attn(...), not x += attn(...)")
+    unchanged({"x": given}, {"x": x}, what="your forward", hint="compute new tensors (x = x + attn(...), not x += attn(...))")
     if out.shape != x.shape:
         raise CheckFailed(f"expected shape {fmt_shape(x)}, got {fmt_shape(out)}" + (f" {what}" if what else ""))
     return out
