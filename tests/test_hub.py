@@ -539,3 +539,11 @@ def test_openais_own_archive_is_used_when_its_digest_matches(monkeypatch, tmp_pa
     assert resolved.real and resolved.path == str(archive) and "openai's archive" in resolved.reason
     archive.write_bytes(b"openai's archive, changed")  # a damaged archive is not used: the twin is converted
     assert hub.openai_archive("ViT-B/32") is None
+
+
+def test_the_course_knows_openais_address_of_each_clip_model():
+    """The addresses are written down in the catalogue (openai's package keeps them in a private table)."""
+    from course_utils.models.clip import import_clip
+
+    for name, url in hub.OPENAI_URLS.items():
+        assert import_clip().clip._MODELS[name] == url, name

@@ -69,6 +69,11 @@ def pytest_configure(config):
         from nbval.kernel import RunningKernel
     except ImportError:  # nbval missing: pytest reports the unknown --nbval option itself
         return
+    # nbval's public interface (its pytest options and hooks) cannot do this: when the kernel dies in a
+    # cell (a student's os._exit, a segfault, running out of memory), nbval 0.11 waits in
+    # RunningKernel.await_reply for the whole --nbval-cell-timeout for a reply that will never come, and
+    # it has no option or hook to watch the kernel. So this one method is replaced by one that polls
+    # and checks the kernel is alive; if nbval renames it, hasattr is false and nbval's own is kept.
     if hasattr(RunningKernel, "await_reply"):
         RunningKernel.await_reply = _watching_await_reply
 
