@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test setup exercises doctor clean
+.PHONY: lab test test-fast lint benchmark setup exercises doctor clean
 
 # JupyterLab refuses to start as root (common in containers) unless told it may
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
@@ -15,12 +15,25 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/ $(ROOT_FLAG)
 
 # Tests always take the stand-in path, so they give the same outputs on every machine and never
-# download gigabytes; the notebooks themselves use real checkpoints wherever they can. Then the real
-# path is rehearsed: every notebook that resolves a checkpoint runs against a local cache of the real
-# checkpoints (published configurations, random weights), offline (see README.md).
+# download gigabytes; the notebooks themselves use real checkpoints wherever they can. First the linter,
+# then every test and notebook, then the real path rehearsed: every notebook that resolves a
+# checkpoint runs against a local cache of the real checkpoints (published configurations, random
+# weights), offline (see README.md).
 test: $(STAMP)
+	$(BIN)/ruff check .
 	COURSE_FORCE_STANDINS=1 $(BIN)/python -m pytest
 	$(BIN)/python -m course_utils rehearse --real-only
+
+# The unit tests alone (no notebook, no browser, nothing that trains for long): under a minute.
+test-fast: $(STAMP)
+	COURSE_FORCE_STANDINS=1 $(BIN)/python -m pytest tests -m "not slow and not notebook and not browser"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# The timings the course promises (the hub check's 2 s, ...), measured and printed, not asserted.
+benchmark: $(STAMP)
+	$(BIN)/python tests/benchmark.py
 
 setup: $(STAMP)
 

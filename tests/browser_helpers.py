@@ -131,7 +131,7 @@ class JupyterLab:
             path.write_text(json.dumps(values))
         return settings
 
-    def __enter__(self) -> "JupyterLab":
+    def __enter__(self) -> JupyterLab:
         env = dict(os.environ, HF_HUB_OFFLINE="1", COURSE_FORCE_STANDINS="1", PYTHONUNBUFFERED="1",
                    JUPYTERLAB_SETTINGS_DIR=str(self._write_settings()),
                    JUPYTERLAB_WORKSPACES_DIR=str(self.home / "lab-workspaces"),  # no layout from a past session

@@ -14,9 +14,20 @@ from types import SimpleNamespace
 
 import nbformat
 import pytest
+from browser_helpers import (
+    CHROMIUM_ARGS,
+    NOTEBOOK_STATE_JS,
+    SCREENSHOTS,
+    JupyterLab,
+    chromium_path,
+    code_cell_errors,
+    count_png,
+    poll,
+    scratch_course,
+    sync_playwright,
+)
 
-from browser_helpers import (CHROMIUM_ARGS, NOTEBOOK_STATE_JS, SCREENSHOTS, JupyterLab, chromium_path,
-                             code_cell_errors, count_png, poll, scratch_course, sync_playwright)
+pytestmark = pytest.mark.slow  # every test here starts kernels, servers or builds: seconds to minutes
 
 LECTURE = "01_attention.ipynb"
 RUN_TIMEOUT = 240  # s for Run All; the lecture takes 15-30 s on a 2-core CPU

@@ -13,6 +13,10 @@ import pytest
 
 from course_utils.grading.checker import CheckError, check_notebook
 
+pytestmark = pytest.mark.slow  # every test here starts kernels, servers or builds: seconds to minutes
+
+
+
 def cli_check(argv):
     """``python -m course_utils check ...``, in process."""
     from course_utils.__main__ import main

@@ -6,13 +6,12 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
+from check_helpers import fails, run
 from einops import einsum, rearrange
 from torch import nn
 
-from course_utils.models.attention import MultiHeadAttention as ReferenceMHA
 from course_utils.grading.checks.attention import check_multi_head_attention, check_scaled_dot_product_attention
-from check_helpers import fails, run
-
+from course_utils.models.attention import MultiHeadAttention as ReferenceMHA
 
 # ------------------------------------------------------------- scaled dot-product attention, right
 

@@ -3,12 +3,11 @@ every classic mistake fails with a message that names it."""
 import pytest
 import torch
 import torch.nn.functional as F
+from check_helpers import fails, run
 
 from course_utils.grading.checks import clip as C
 from course_utils.grading.checks.clip import check_clip_loss, check_zero_shot_probs
 from course_utils.models.clip import clip_loss, zero_shot_probs
-from check_helpers import fails, run
-
 
 # ----------------------------------------------------------------------------- clip_loss, right
 

@@ -2,12 +2,11 @@
 every classic mistake fails with a message that names it."""
 import pytest
 import torch
+from check_helpers import fails, run
 
 from course_utils.grading.checks import diffusion as C
 from course_utils.grading.checks.diffusion import check_classifier_free_guidance, check_ddpm_step, check_q_sample
 from course_utils.models.diffusion import alphas_cumprod, classifier_free_guidance, ddpm_step, q_sample
-from check_helpers import fails, run
-
 
 # ----------------------------------------------------------------------------- q_sample, right
 

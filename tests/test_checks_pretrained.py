@@ -3,12 +3,17 @@ given, so random weights test them as well as trained ones)."""
 import pytest
 import torch
 import torch.nn.functional as F
+from check_helpers import fails, run
 from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
 from course_utils.grading.checks import pretrained as P
-from course_utils.grading.checks.pretrained import check_clip_zero_shot, check_linear_probe, check_vit_features, check_vit_top1
-from course_utils.models.clip import build_clip, import_clip, MiniCLIPConfig
-from check_helpers import fails, run
+from course_utils.grading.checks.pretrained import (
+    check_clip_zero_shot,
+    check_linear_probe,
+    check_vit_features,
+    check_vit_top1,
+)
+from course_utils.models.clip import MiniCLIPConfig, build_clip, import_clip
 
 clip = import_clip()
 
@@ -160,6 +165,7 @@ def probe_torch(train_x, train_y, test_x, test_y):
     return (layer((test_x - mean) / std).argmax(-1) == test_y).float().mean()  # a 0-dim tensor
 
 
+@pytest.mark.slow  # trains, builds or runs a pipeline: seconds
 def test_correct_probe_styles_print_the_same():
     outputs = {run(check_linear_probe, fn) for fn in (probe_sklearn, probe_torch)}
     assert len(outputs) == 1 and outputs.pop().count("✓") == 2

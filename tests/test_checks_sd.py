@@ -3,10 +3,10 @@ every classic mistake fails with a message that names it."""
 
 import pytest
 import torch
+from check_helpers import fails, run
 
 from course_utils.grading.checks import sd as C
 from course_utils.grading.checks.sd import check_encode_prompts, check_guided_noise
-from check_helpers import fails, run
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +99,7 @@ def guided_lerp(unet, latents, t, cond, uncond, guidance_scale):
     return torch.lerp(u, c, float(guidance_scale))
 
 
+@pytest.mark.slow  # trains, builds or runs a pipeline: seconds
 def test_every_correct_guidance_prints_the_same():
     outputs = {run(check_guided_noise, fn) for fn in (guided_doubled, guided_two_calls, guided_lerp)}
     assert len(outputs) == 1, outputs

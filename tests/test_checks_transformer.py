@@ -5,15 +5,24 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
+from check_helpers import fails, run
 from einops import einsum
 from torch import nn
 
-from course_utils.models.attention import MultiHeadAttention
 from course_utils.grading.checks import close
-from course_utils.grading.checks.transformer import _LN_MISTAKES, _block, _block_weights, _ln, _load, block_mistakes, check_layer_norm, check_transformer_block
-from course_utils.models.transformer import TransformerEncoderBlock as ReferenceBlock
+from course_utils.grading.checks.transformer import (
+    _LN_MISTAKES,
+    _block,
+    _block_weights,
+    _ln,
+    _load,
+    block_mistakes,
+    check_layer_norm,
+    check_transformer_block,
+)
 from course_utils.interop.torch_nn import to_torch_layer
-from check_helpers import fails, run
+from course_utils.models.attention import MultiHeadAttention
+from course_utils.models.transformer import TransformerEncoderBlock as ReferenceBlock
 
 
 def assert_told_apart(outputs):

@@ -7,12 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils.models.classifiers import build_model, FAMILIES, ImagesToLogits
-from course_utils.training.classifier import train_family
-from course_utils.data.digits import digits_split
-from course_utils.data.digits import digits_data, DIGITS_LABELS, normalize
+from course_utils.data.digits import DIGITS_LABELS, digits_data, digits_split, normalize
 from course_utils.eval.metrics import evaluate
-from course_utils.training.classifier import train_classifier, TrainConfig
+from course_utils.models.classifiers import FAMILIES, ImagesToLogits, build_model
+from course_utils.training.classifier import TrainConfig, train_classifier, train_family
 
 STANDINS = {  # the real checkpoint -> its family, as course_utils.weights.standins registers them
     "microsoft/swin-base-patch4-window7-224": "swin",
@@ -34,6 +32,7 @@ def test_the_registrations_match_the_families():
     assert standins.CLASSIFIER_STANDINS == STANDINS
 
 
+@pytest.mark.slow  # trains, builds or runs a pipeline: seconds
 @pytest.mark.parametrize("name", STANDINS)
 def test_standin_builds_and_loads_through_the_auto_classes(name, monkeypatch, tmp_path, capsys):
     from transformers import AutoImageProcessor, AutoModelForImageClassification
@@ -89,6 +88,7 @@ def test_each_standin_has_the_published_checkpoints_classes(name):
         assert type(AutoImageProcessor.from_pretrained(folder)).__name__ == family.processor
 
 
+@pytest.mark.slow  # trains, builds or runs a pipeline: seconds
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_short_run_on_digits_learns(family):
     family = FAMILIES[family]
@@ -103,6 +103,7 @@ def test_a_short_run_on_digits_learns(family):
     assert after >= 0.25 and after > before + 0.15  # chance is 0.1 (3 epochs reach 0.33-0.88 depending on the family)
 
 
+@pytest.mark.slow  # trains, builds or runs a pipeline: seconds
 def test_the_lectures_model_becomes_the_standin(monkeypatch, tmp_path):
     from transformers import AutoModelForImageClassification
 

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import get_device
-from course_utils import seed_everything
+from course_utils import get_device, seed_everything
 from course_utils.weights.doctor import PACKAGES, doctor
 from course_utils.weights.resolver import CATALOGUE
 
@@ -71,6 +70,7 @@ def _cli(*args):
                           env=env, timeout=120)
 
 
+@pytest.mark.slow  # trains, builds or runs a pipeline: seconds
 def test_cli_doctor_and_unknown_command():
     done = _cli("doctor")
     assert done.returncode == 0, done.stderr

@@ -3,8 +3,10 @@
 For every notebook in solutions/:
 - exercises/ holds exactly what the generator makes from it;
 - the unsolved exercise notebook fails: no exercise passes with the stub in place;
-- the solution code pasted into the exercise notebook's stub cells passes every exercise.
-That the solutions themselves pass is shown by nbval, which runs solutions/ directly.
+- the solution code pasted into the exercise notebook's stub cells gives back the solution notebook, cell for
+  cell, so it passes every exercise: the solutions pass, as nbval shows by running solutions/ directly (their
+  one run in the test suite), and the checker compares a student's check cells with exactly those outputs
+  (tests/test_checker.py runs the whole round trip, pasting included, on a small fixture).
 """
 import re
 import shutil
@@ -14,7 +16,10 @@ import nbformat
 import pytest
 
 from course_utils.grading.checker import check_notebook
-from course_utils.grading.exercises import check_exercises_up_to_date, make_exercise
+from course_utils.grading.exercises import check_exercises_up_to_date
+
+pytestmark = pytest.mark.slow  # every test here starts kernels, servers or builds: seconds to minutes
+
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.MULTILINE)
@@ -41,7 +46,7 @@ def test_unsolved_exercises_all_fail(solution, tmp_path):
 
 
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.stem)
-def test_solution_pasted_into_the_exercise_passes(solution, tmp_path):
+def test_solution_pasted_into_the_exercise_gives_back_the_solution(solution):
     solved = nbformat.read(solution, as_version=4)
     exercise = nbformat.read(ROOT / "exercises" / solution.name, as_version=4)
     by_id = {cell.id: cell for cell in solved.cells}
@@ -50,7 +55,5 @@ def test_solution_pasted_into_the_exercise_passes(solution, tmp_path):
     assert stubs, "the exercise notebook has no stub"
     for cell in stubs:  # what a student does: paste the answer over the stub
         cell.source = MARKER.sub("", by_id[cell.id].source)
-    student = tmp_path / solution.name
-    nbformat.write(exercise, student)
-    report = check_notebook(student, solutions_dir=ROOT / "solutions")
-    assert report.ok and all(e.passed for e in report.exercises), report
+    code = lambda nb: [(c.id, c.source) for c in nb.cells if c.cell_type == "code"]  # noqa: E731
+    assert code(exercise) == [(i, MARKER.sub("", src)) for i, src in code(solved)]

@@ -111,6 +111,7 @@ def test_samplers_shapes_determinism_and_diffusers_loop():
     torch.testing.assert_close(mine.images, x)
 
 
+@pytest.mark.slow  # trains, builds or runs a pipeline: seconds
 def test_training_reduces_the_loss():
     torch.manual_seed(0)
     unet = D.build_denoiser(image_size=8, widths=(8, 16))

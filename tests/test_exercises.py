@@ -11,7 +11,16 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from course_utils.grading.exercises import ExerciseFormatError, check_exercises_up_to_date, find_exercises, generate_exercises, make_exercise, notebook_text, stub_source
+from course_utils.grading.exercises import (
+    ExerciseFormatError,
+    check_exercises_up_to_date,
+    find_exercises,
+    generate_exercises,
+    make_exercise,
+    notebook_text,
+    stub_source,
+)
+
 
 def cli_generate(argv):
     """``python -m course_utils generate ...``, in process."""

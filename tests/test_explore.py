@@ -70,9 +70,9 @@ def test_diffusion_explorer_moves_along_one_trajectory():
     assert explorer.png() == start, "the same t must give the same picture: the noise is drawn once"
 
 
+@pytest.mark.slow  # trains, builds or runs a pipeline: seconds
 def test_guidance_explorer_redraws_on_prompt_and_scale():
-    from course_utils.weights.recipes import load_judge
-    from course_utils.weights.recipes import load_sd
+    from course_utils.weights.recipes import load_judge, load_sd
 
     explorer = guidance_explorer(load_sd(), prompt="a red circle", n=2, steps=3, judge=load_judge())
     assert_static_fallback(explorer, ['"a red circle"', "guidance 3"])

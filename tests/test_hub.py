@@ -46,35 +46,16 @@ def _register_tiny_standin(calls):
     standins.register_standin(NAME, build, about="a tiny test ViT")
 
 
-def _lay_out_like_the_hub(saved: Path, cache: Path, repo: str) -> None:
-    """models--org--name/{blobs,snapshots/<commit>,refs/main}, files as symlinks to content-named blobs."""
-    root = cache / ("models--" + repo.replace("/", "--"))
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    (root / "blobs").mkdir(parents=True)
-    (root / "refs").mkdir()
-    (root / "refs" / "main").write_text(commit)
-    snapshot = root / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    for file in sorted(f for f in saved.rglob("*") if f.is_file()):
-        blob = root / "blobs" / hashlib.sha256(file.read_bytes()).hexdigest()
-        blob.write_bytes(file.read_bytes())
-        link = snapshot / file.relative_to(saved)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(os.path.relpath(blob, link.parent))
-
-
 def test_offline_nothing_cached_gives_the_standin_at_once(monkeypatch, tmp_path, capsys):
     from transformers import ViTForImageClassification  # imported first: the timing is the decision's
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     calls = []
     _register_tiny_standin(calls)
-    start = time.perf_counter()
+    monkeypatch.setattr(hub, "_probe_hub", lambda url, timeout: pytest.fail("the network was asked"))
     resolved = hub.resolve(NAME, cache_dir=tmp_path / "empty-hf-cache")
-    decided_in = time.perf_counter() - start
     assert not resolved.real
     assert "HF_HUB_OFFLINE" in resolved.reason
-    assert decided_in < 2.0 + 3.0  # 2 s budget for the network; the rest builds the tiny stand-in
     assert "stand-in, a tiny test ViT" in capsys.readouterr().out  # the one-line banner
     model = ViTForImageClassification.from_pretrained(resolved.path)  # the same public call
     assert model.config.num_labels == 3
@@ -96,12 +77,12 @@ def _save_tiny_repo(folder: Path):
     return model
 
 
-def test_model_in_a_hub_layout_cache_is_real_and_loads_offline(monkeypatch, tmp_path, capsys):
+def test_model_in_a_hub_layout_cache_is_real_and_loads_offline(lay_out, monkeypatch, tmp_path, capsys):
     from transformers import ViTForImageClassification
 
     original = _save_tiny_repo(tmp_path / "saved")
     cache = tmp_path / "hf-cache"
-    _lay_out_like_the_hub(tmp_path / "saved", cache, NAME)
+    lay_out(tmp_path / "saved", cache, NAME)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the cache alone must be enough
 
     assert hub.is_cached(NAME, cache)
@@ -115,9 +96,9 @@ def test_model_in_a_hub_layout_cache_is_real_and_loads_offline(monkeypatch, tmp_
     torch.testing.assert_close(loaded(x).logits, original(x).logits)
 
 
-def test_config_without_weights_is_not_cached(tmp_path):
+def test_config_without_weights_is_not_cached(lay_out, tmp_path):
     _tiny_vit().config.save_pretrained(tmp_path / "saved")
-    _lay_out_like_the_hub(tmp_path / "saved", tmp_path / "hf-cache", NAME)
+    lay_out(tmp_path / "saved", tmp_path / "hf-cache", NAME)
     assert not hub.is_cached(NAME, tmp_path / "hf-cache")
 
 
@@ -156,21 +137,20 @@ class _FakeRequest:
         return self._urlopen(request, timeout)
 
 
-def test_a_hanging_hub_costs_at_most_two_seconds_and_then_nothing_retries(monkeypatch, tmp_path):
+def test_a_hanging_hub_is_given_up_on_and_then_nothing_retries(monkeypatch, tmp_path):
+    from huggingface_hub import constants
     from transformers import ViTForImageClassification
 
-    monkeypatch.setattr(hub, "_probe_hub", lambda url, timeout: time.sleep(30))
+    monkeypatch.setattr(hub, "PROBE_TIMEOUT_S", 0.2)  # the real budget is 2 s: tests/benchmark.py times it
+    monkeypatch.setattr(hub, "_probe_hub", lambda url, timeout: time.sleep(30))  # a hub that never answers
     calls = []
     _register_tiny_standin(calls)
-    start = time.perf_counter()
-    status = hub.hub_status()
-    assert time.perf_counter() - start < hub.PROBE_TIMEOUT_S + 0.5
-    assert not status.online and "did not answer within 2 s" in status.reason
-    assert os.environ["HF_HUB_OFFLINE"] == "1"  # the process is now offline...
-    start = time.perf_counter()
-    with pytest.raises(OSError):  # ...so an uncached from_pretrained fails at once instead of ~26 s
+    status = hub.hub_status()  # returns although the probe still hangs
+    assert not status.online and "did not answer within 0 s" in status.reason
+    assert os.environ["HF_HUB_OFFLINE"] == "1" and constants.HF_HUB_OFFLINE  # the process is now offline...
+    monkeypatch.setattr(hub, "_probe_hub", lambda url, timeout: pytest.fail("the hub was asked again"))
+    with pytest.raises(OSError):  # ...so an uncached from_pretrained fails at once, without a request
         ViTForImageClassification.from_pretrained("course-test/not-a-model", cache_dir=tmp_path)
-    assert time.perf_counter() - start < 3.0
     assert not hub.resolve(NAME, cache_dir=tmp_path, quiet=True).real
 
 
@@ -286,23 +266,6 @@ def test_a_new_recipe_version_rebuilds_and_a_corrupt_marker_is_damage(monkeypatc
     assert len(calls) == 2 and standins.standin_built(NAME)
 
 
-def test_checking_a_realistic_standin_takes_milliseconds(tmp_path):
-    from transformers import ViTConfig, ViTForImageClassification
-
-    def build(folder):  # about 5 MB of weights, like the course's bigger stand-ins
-        config = ViTConfig(image_size=32, patch_size=4, hidden_size=192, num_hidden_layers=4,
-                           num_attention_heads=3, intermediate_size=384, num_labels=10)
-        ViTForImageClassification(config).save_pretrained(folder)
-
-    standins.register_standin(NAME, build, about="a 5 MB test ViT")
-    folder = standins.build_standin(NAME)
-    assert 4e6 < (folder / "model.safetensors").stat().st_size < 8e6
-    start = time.perf_counter()
-    for _ in range(5):
-        assert standins.standin_built(NAME)
-    assert (time.perf_counter() - start) / 5 < 0.25  # sizes and sha256 of every file; ~10 ms measured
-
-
 def test_a_failing_build_leaves_nothing_behind(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
@@ -337,7 +300,7 @@ def _quiet_about_retries(text: str) -> None:
         assert word not in text, f"printed {word!r}: {text}"
 
 
-def test_cached_weights_and_no_network_go_offline_at_once(monkeypatch, tmp_path, capfd):
+def test_cached_weights_and_no_network_go_offline_at_once(lay_out, monkeypatch, tmp_path, capfd):
     """A classroom after prepare: the hub hangs up on every connection; the cache holds the weights.
     The process must go offline, so one from_pretrained reads the cache and never asks again."""
     from fake_hub import FakeHub
@@ -345,21 +308,18 @@ def test_cached_weights_and_no_network_go_offline_at_once(monkeypatch, tmp_path,
 
     cache = tmp_path / "hf-cache"
     _save_tiny_repo(tmp_path / "saved")
-    _lay_out_like_the_hub(tmp_path / "saved", cache, NAME)
+    lay_out(tmp_path / "saved", cache, NAME)
     with FakeHub({}, fault="hangup") as server:
         monkeypatch.setenv("HF_ENDPOINT", server.url)
-        start = time.perf_counter()
         resolved = hub.resolve(NAME, cache_dir=cache)
         ViTImageProcessor.from_pretrained(resolved.path, cache_dir=cache)
         ViTForImageClassification.from_pretrained(resolved.path, cache_dir=cache)
-        seconds = time.perf_counter() - start
         assert len(server.requests) <= 1, f"after the probe nothing may ask the hub: {server.requests}"
     out = capfd.readouterr()
     assert resolved.real and "in the local cache; offline: the hub cannot be reached" in resolved.reason
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     assert out.out.strip().splitlines() == [resolved.banner]
-    _quiet_about_retries(out.out + out.err)
-    assert seconds <= 3.0, f"resolve and from_pretrained took {seconds:.1f} s"
+    _quiet_about_retries(out.out + out.err)  # how long it takes (under 3 s): tests/benchmark.py
 
 
 def test_a_hub_that_answers_is_downloaded_from_and_checked(monkeypatch, tmp_path, capfd):
@@ -421,13 +381,13 @@ def _flip_a_weights_byte(cache: Path) -> Path:
     return blob
 
 
-def test_a_corrupt_cached_file_offline_gives_one_line_and_the_standin(monkeypatch, tmp_path, capfd):
+def test_a_corrupt_cached_file_offline_gives_one_line_and_the_standin(lay_out, monkeypatch, tmp_path, capfd):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     calls = []
     _register_tiny_standin(calls)
     cache = tmp_path / "hf-cache"
     _save_tiny_repo(tmp_path / "saved")
-    _lay_out_like_the_hub(tmp_path / "saved", cache, NAME)
+    lay_out(tmp_path / "saved", cache, NAME)
     assert hub.resolve(NAME, cache_dir=cache, quiet=True).real
     blob = _flip_a_weights_byte(cache)
     resolved = hub.resolve(NAME, cache_dir=cache)
@@ -454,11 +414,11 @@ def test_a_corrupt_cached_file_online_is_downloaded_again(monkeypatch, tmp_path,
     assert resolved.real and hub.real_problem(NAME, cache) is None
 
 
-def test_a_rehearsal_marks_real_weights_untrained(monkeypatch, tmp_path):
+def test_a_rehearsal_marks_real_weights_untrained(lay_out, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cache = tmp_path / "hf-cache"
     _save_tiny_repo(tmp_path / "saved")
-    _lay_out_like_the_hub(tmp_path / "saved", cache, NAME)
+    lay_out(tmp_path / "saved", cache, NAME)
     assert hub.resolve(NAME, cache_dir=cache, quiet=True).trained
     monkeypatch.setenv("COURSE_REHEARSAL", "1")
     resolved = hub.resolve(NAME, cache_dir=cache, quiet=True)
@@ -496,7 +456,7 @@ def _tiny_clip_repo(folder: Path):
     return model
 
 
-def test_the_clip_twins_resolve_together_and_clip_load_reads_the_converted_twin(monkeypatch, tmp_path, capsys):
+def test_the_clip_twins_resolve_together_and_clip_load_reads_the_converted_twin(lay_out, monkeypatch, tmp_path, capsys):
     from course_utils.models.clip import import_clip
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -508,7 +468,7 @@ def test_the_clip_twins_resolve_together_and_clip_load_reads_the_converted_twin(
     assert "as its twin openai/clip-vit-base-patch32: offline" in hub.resolve("ViT-B/32", cache_dir=cache, quiet=True).reason
 
     model = _tiny_clip_repo(tmp_path / "twin")
-    _lay_out_like_the_hub(tmp_path / "twin", cache, TWIN)
+    lay_out(tmp_path / "twin", cache, TWIN)
     resolved = hub.resolve("ViT-B/32", cache_dir=cache)
     assert resolved.real and resolved.path.endswith("model.pt") and "converted for clip.load" in resolved.reason
     assert "[course] converting openai/clip-vit-base-patch32 for clip.load (once)" in capsys.readouterr().out
@@ -524,12 +484,12 @@ def test_the_clip_twins_resolve_together_and_clip_load_reads_the_converted_twin(
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
 
 
-def test_openais_own_archive_is_used_when_its_digest_matches(monkeypatch, tmp_path):
+def test_openais_own_archive_is_used_when_its_digest_matches(lay_out, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("COURSE_CLIP_CACHE", str(tmp_path / "clip"))
     cache = tmp_path / "hf-cache"
     _tiny_clip_repo(tmp_path / "twin")
-    _lay_out_like_the_hub(tmp_path / "twin", cache, TWIN)
+    lay_out(tmp_path / "twin", cache, TWIN)
     archive = tmp_path / "clip" / "ViT-B-32.pt"
     archive.parent.mkdir()
     archive.write_bytes(b"openai's archive")

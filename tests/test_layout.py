@@ -95,6 +95,7 @@ def test_models_know_nothing_of_hubs_recipes_or_checks():
                 assert called not in banned_calls, f"{path.name} calls {called}: models hold no I/O"
 
 
+@pytest.mark.slow  # trains, builds or runs a pipeline: seconds
 def test_importing_the_package_imports_no_torch():
     code = "import sys, course_utils; print('torch' in sys.modules); print(course_utils.seed_everything(3))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

@@ -104,6 +104,7 @@ def test_explorers_leave_a_picture_for_viewers_without_widgets(number, name):
             f"{path.name}: the {name} has no picture or description for viewers without widgets")
 
 
+@pytest.mark.slow  # trains, builds or runs a pipeline: seconds
 def test_every_lecture_exports_as_a_slide_deck(tmp_path):
     decks = export_slides(tmp_path, ROOT / "notebooks", reveal_prefix="reveal.js", progress=False)
     assert [d.name for d in decks] == [f"{p.stem}.slides.html" for p in LECTURES]

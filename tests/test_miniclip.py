@@ -7,9 +7,18 @@ import torch
 import torch.nn.functional as F
 
 from course_utils.data import shapes as S
-from course_utils.interop.clip_formats import clip_tokenizer, save_for_clip, to_transformers, with_context
 from course_utils.eval.metrics import caption_truth, recall_at_k, zero_shot_accuracy
-from course_utils.models.clip import build_clip, clip_loss, clip_normalize, encode, import_clip, MiniCLIPConfig, Tokens, zero_shot_probs
+from course_utils.interop.clip_formats import clip_tokenizer, save_for_clip, to_transformers, with_context
+from course_utils.models.clip import (
+    MiniCLIPConfig,
+    Tokens,
+    build_clip,
+    clip_loss,
+    clip_normalize,
+    encode,
+    import_clip,
+    zero_shot_probs,
+)
 from course_utils.training.clip import ClipTrainConfig, train_clip
 from course_utils.weights.recipes import MINICLIP_DIR, load_miniclip, measure_miniclip, miniclip_record
 
@@ -63,6 +72,7 @@ def test_encode_needs_exactly_one_input():
 
 # ---------------------------------------------------------------- training and the hybrid
 
+@pytest.mark.slow  # trains, builds or runs a pipeline: seconds
 def test_train_clip_records_what_it_measures_and_clips_the_temperature():
     torch.manual_seed(0)
     model = build_clip(MiniCLIPConfig.tiny())
@@ -173,6 +183,7 @@ def test_the_recipe_weights_still_score_what_was_recorded():
     assert quality["heldout"] >= record["quality"]["heldout"] - 0.04, quality
 
 
+@pytest.mark.slow  # trains, builds or runs a pipeline: seconds
 def test_the_stand_ins_load_through_both_libraries(monkeypatch, tmp_path):
     from PIL import Image
     from transformers import CLIPModel, CLIPProcessor

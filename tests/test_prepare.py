@@ -7,11 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_hub import _lay_out_like_the_hub
 
+from course_utils.weights import prepare, standins
 from course_utils.weights import resolver as hub
-from course_utils.weights import standins
-from course_utils.weights import prepare
 
 VIT, CONVNEXT, SWIN = "google/vit-base-patch16-224", "facebook/convnext-tiny-224", "microsoft/swin-base-patch4-window7-224"
 
@@ -51,6 +49,7 @@ def quick_standins(monkeypatch, caches):
 
 # ---------------------------------------------------------------- offline: the stand-ins, built for real
 
+@pytest.mark.slow  # trains, builds or runs a pipeline: seconds
 def test_offline_builds_every_standin_reports_times_and_the_table(quick_standins, capsys):
     assert prepare.prepare([VIT, CONVNEXT], offline=True) == 0
     out = capsys.readouterr().out
@@ -115,7 +114,7 @@ def test_offline_rebuilds_a_damaged_standin_with_its_message(quick_standins, cap
 
 # ---------------------------------------------------------------- online: the downloads, faked
 
-def _fake_hub_download(tmp_path, calls, fail=()):
+def _fake_hub_download(tmp_path, calls, lay_out, fail=()):
     """Stands in for prepare.download: records its calls and writes the files the course loads (the
     first of each group of ``needs``: valid JSON, valid safetensors), in the hub's cache layout."""
     import torch
@@ -135,7 +134,7 @@ def _fake_hub_download(tmp_path, calls, fail=()):
                 save_file({"w": torch.zeros(500_000)}, str(path))  # 2 MB of weights
             else:
                 path.write_text(json.dumps({"pad": "x" * 990}) if path.suffix == ".json" else "#version: 0.2\n")
-        _lay_out_like_the_hub(saved, hub.hf_cache_dir(), ckpt.name)  # blobs/, and snapshots/ linking to them
+        lay_out(saved, hub.hf_cache_dir(), ckpt.name)  # blobs/, and snapshots/ linking to them
 
     return download
 
@@ -146,11 +145,11 @@ def _blob_bytes(name: str) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def test_online_downloads_every_checkpoint_with_its_files_and_sums_the_disk(monkeypatch, caches, capsys):
+def test_online_downloads_every_checkpoint_with_its_files_and_sums_the_disk(monkeypatch, caches, capsys, lay_out):
     monkeypatch.setattr(standins, "STANDINS", {})
     monkeypatch.setattr(hub, "hub_status", lambda: hub.HubStatus(True, "the hub answered in 0.1 s", 0.1))
     calls, fail = {}, {"microsoft/beit-base-patch16-224"}
-    monkeypatch.setattr(prepare, "download", _fake_hub_download(caches, calls, fail))
+    monkeypatch.setattr(prepare, "download", _fake_hub_download(caches, calls, lay_out, fail))
     kept = []
     real_download_all = prepare.download_all
     monkeypatch.setattr(prepare, "download_all", lambda names: kept.extend(real_download_all(names)) or kept)
@@ -210,6 +209,7 @@ def test_the_file_patterns_keep_what_the_libraries_load_and_nothing_else():
 
 # ---------------------------------------------------------------- the command line
 
+@pytest.mark.slow  # trains, builds or runs a pipeline: seconds
 def test_cli_prepare_offline_only_one_checkpoint(caches):
     def tiny(folder):  # the chapter 03 stand-in, as a lecture would install it (no training here)
         (folder / "config.json").write_text("{}")

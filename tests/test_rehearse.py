@@ -5,8 +5,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils.weights import resolver as hub
 from course_utils.weights import rehearse
+from course_utils.weights import resolver as hub
+
+pytestmark = pytest.mark.slow  # every test here starts kernels, servers or builds: seconds to minutes
+
 
 
 @pytest.fixture(scope="module")

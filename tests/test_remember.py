@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from course_utils import seed_everything
-from course_utils.training.classifier import train_classifier, TrainConfig
+from course_utils.training.classifier import TrainConfig, train_classifier
 
 
 @pytest.fixture(autouse=True)

@@ -5,15 +5,14 @@ from dataclasses import asdict
 import pytest
 import torch
 
+from course_utils.data.shapes import COLOURS, HELD_OUT, PAIRS, SHAPES, make_shapes
 from course_utils.eval import metrics
+from course_utils.eval.metrics import adherence
 from course_utils.interop.diffusers import CourseCrossAttention
 from course_utils.models import sd
-from course_utils.training import sd as sd_training
-from course_utils.eval.metrics import adherence
 from course_utils.models.judges import HEADS
-from course_utils.weights.recipes import load_judge
-from course_utils.weights.recipes import load_sd, sd_record
-from course_utils.data.shapes import COLOURS, HELD_OUT, PAIRS, SHAPES, make_shapes
+from course_utils.training import sd as sd_training
+from course_utils.weights.recipes import load_judge, load_sd, sd_record
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +44,7 @@ def test_judge_rejects_bad_input(judge):
         judge.read(torch.rand(3, 32, 32))
 
 
+@pytest.mark.slow  # trains, builds or runs a pipeline: seconds
 def test_vae_keeps_what_the_judge_reads(parts, judge):
     data = make_shapes(400, 32, seed=99, split="all")
     z = sd.encode_images(parts.vae, data.images, sample=False)
@@ -65,6 +65,7 @@ def test_text_encoding_is_the_pipelines(parts):
     assert ours.shape == (2, 16, 64)
 
 
+@pytest.mark.slow  # trains, builds or runs a pipeline: seconds
 def test_generate_is_the_pipeline(parts):
     prompts = ["a blue square", "a yellow diamond at the top"]
     ours = sd.generate(parts, prompts, guidance_scale=4.0, steps=8, seed=5)
@@ -88,12 +89,13 @@ def test_course_cross_attention_is_diffusers(parts):
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
     cross = [n for n in before if n.endswith("attn2.processor")]
     assert len(rec.maps) == len(cross) > 0
-    for name, w in rec.maps:
+    for _, w in rec.maps:
         assert w.shape[0] == 2 and w.shape[-1] == 16
         torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]))  # each position's weights sum to 1
     assert {k: type(v) for k, v in unet.attn_processors.items()} == {k: type(v) for k, v in before.items()}
 
 
+@pytest.mark.slow  # trains, builds or runs a pipeline: seconds
 def test_recipe_quality_holds(parts, judge):
     """CI re-measures the committed model: adherence on seen prompts at the recipe's best scale."""
     record = sd_record()
@@ -117,6 +119,7 @@ def test_pair_prompts_and_diversity(judge):
     assert metrics.diversity(judge, same, 20) == pytest.approx(0.1)
 
 
+@pytest.mark.slow  # trains, builds or runs a pipeline: seconds
 def test_training_steps_run_and_record(parts, judge):
     from dataclasses import replace
 
@@ -134,6 +137,7 @@ def test_training_steps_run_and_record(parts, judge):
     assert record["scaling_factor"] > 0 and vae.config.scaling_factor == record["scaling_factor"]
 
 
+@pytest.mark.slow  # trains, builds or runs a pipeline: seconds
 def test_standin_pipeline_saves_and_loads(tmp_path, monkeypatch):
     from diffusers import StableDiffusionPipeline
 
@@ -158,6 +162,7 @@ def test_recipe_command_lists_the_recipes(capsys):
     assert "invalid choice: 'nonsense'" in err and all(name in err for name in ("miniclip", "judge", "sd"))
 
 
+@pytest.mark.slow  # trains, builds or runs a pipeline: seconds
 def test_the_sd_recipe_runs_end_to_end(tmp_path, monkeypatch):
     """The recipe script, shrunk to a few steps: trains, checkpoints, records, loads back and measures."""
     import json

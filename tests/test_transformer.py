@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from course_utils.models.attention import causal_mask, padding_mask
 from course_utils.interop.torch_nn import to_torch_layer
+from course_utils.models.attention import causal_mask, padding_mask
 from course_utils.models.transformer import TransformerEncoderBlock
 
 

@@ -51,7 +51,15 @@ import nbformat
 from nbformat import NotebookNode
 
 from course_utils.grading import nbval_report as _nbval_report
-from course_utils.grading.exercises import STUB_LINES, Exercise, ExerciseFormatError, _code_for_ast, defined_names, find_exercises, stub_source
+from course_utils.grading.exercises import (
+    STUB_LINES,
+    Exercise,
+    ExerciseFormatError,
+    _code_for_ast,
+    defined_names,
+    find_exercises,
+    stub_source,
+)
 
 __all__ = ["CheckError", "ExerciseResult", "Report", "check_notebook", "run",
            "default_solutions_dir"]

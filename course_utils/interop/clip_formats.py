@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from course_utils.models.clip import build_clip, CLIP_MEAN, CLIP_STD, import_clip, MiniCLIPConfig
+from course_utils.models.clip import CLIP_MEAN, CLIP_STD, MiniCLIPConfig, build_clip, import_clip
 
 CONTEXT_LENGTH = 77  # clip.tokenize's default, and openai CLIP's
 

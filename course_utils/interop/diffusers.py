@@ -13,7 +13,7 @@ from course_utils.models.attention import MultiHeadAttention
 __all__ = ["course_attention", "CourseCrossAttention"]
 
 
-def course_attention(attn) -> "torch.nn.Module":
+def course_attention(attn) -> torch.nn.Module:
     """The course's ``MultiHeadAttention`` holding the weights of one diffusers ``Attention`` layer.
 
     diffusers' layer has ``to_q``, ``to_k``, ``to_v`` (no bias) and ``to_out[0]`` (with bias); the
@@ -53,7 +53,7 @@ class CourseCrossAttention:
         return attn.to_out[1](out)  # the layer's dropout (identity in eval mode), as diffusers applies it
 
     @staticmethod
-    def install(unet) -> "_Recorder":
+    def install(unet) -> _Recorder:
         return _Recorder(unet)
 
 

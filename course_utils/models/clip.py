@@ -86,7 +86,7 @@ class MiniCLIPConfig:
     stem_channels: int = 0         # 0: a plain ViT; > 0: a hybrid, two 3x3 convs before the patches
 
     @classmethod
-    def tiny(cls, stem_channels: int = 0) -> "MiniCLIPConfig":
+    def tiny(cls, stem_channels: int = 0) -> MiniCLIPConfig:
         return cls(stem_channels=stem_channels)
 
     @property

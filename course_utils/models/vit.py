@@ -157,13 +157,13 @@ class ViTConfig:
     stem_channels: int = 0    # 0: the plain ViT; > 0: a ConvStem of that width first (the hybrid)
 
     @classmethod
-    def tiny(cls) -> "ViTConfig":
+    def tiny(cls) -> ViTConfig:
         """4 layers, 64 wide, 4 heads, patch 4 on 16 x 16 RGB: 139k parameters, about 20 s of CPU on digits."""
         return cls(image_size=16, patch_size=4, in_channels=3, dim=64, depth=4, num_heads=4, mlp_dim=128,
                    num_classes=10, stem_channels=0)
 
     @classmethod
-    def base(cls, num_classes: int = 1000) -> "ViTConfig":
+    def base(cls, num_classes: int = 1000) -> ViTConfig:
         """ViT-B/16 at 224 px, the shape of google/vit-base-patch16-224 (about 86 M parameters)."""
         return cls(image_size=224, patch_size=16, in_channels=3, dim=768, depth=12, num_heads=12,
                    mlp_dim=3072, num_classes=num_classes)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from matplotlib.figure import Figure
@@ -64,7 +64,7 @@ class Explorer:
     def values(self) -> dict:
         return {name: control.value for name, control in self.controls.items()}
 
-    def set(self, **values) -> "Explorer":
+    def set(self, **values) -> Explorer:
         """Move controls from code, as a user would: ``explorer.set(head=2)``; the figure redraws."""
         unknown = set(values) - set(self.controls)
         if unknown:
@@ -218,8 +218,8 @@ def guidance_explorer(parts, prompt: str = "a red circle", guidance_scale: float
     starting noise (``seed``), so only the prompt and the scale change between pictures. With a
     ``judge`` (``course_utils.models.judges``), each image is titled with what the judge reads in it.
     """
-    from course_utils.models.sd import generate
     from course_utils.data.shapes import COLOURS, SHAPES
+    from course_utils.models.sd import generate
 
     widgets = _widgets()
     style = {"description_width": "initial"}

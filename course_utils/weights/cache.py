@@ -13,9 +13,9 @@ import json
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 from course_utils.paths import course_cache_dir
 

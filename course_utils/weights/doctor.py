@@ -13,9 +13,8 @@ import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 
-from course_utils.weights import resolver
-from course_utils.weights import standins
 from course_utils.device import default_threads, get_device
+from course_utils.weights import resolver, standins
 
 __all__ = ["Report", "doctor", "checkpoint_rows", "checkpoint_table", "PACKAGES"]
 

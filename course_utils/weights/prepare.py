@@ -26,9 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from course_utils.weights import resolver
-from course_utils.weights import standins
 from course_utils.paths import course_cache_dir
+from course_utils.weights import resolver, standins
 from course_utils.weights.doctor import checkpoint_rows, checkpoint_table
 
 __all__ = ["FILES", "ESTIMATES", "Step", "estimate", "download", "download_all", "build_all", "prepare", "run"]

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from course_utils.eval.metrics import eval_sets, zero_shot_accuracy
-from course_utils.models.clip import build_clip, MiniCLIPConfig
+from course_utils.models.clip import MiniCLIPConfig, build_clip
 from course_utils.models.judges import Judge
 from course_utils.training.clip import ClipTrainConfig, train_clip
 from course_utils.training.records import half_precision, write_record
@@ -174,9 +174,9 @@ def measure_sd(parts, judge, per_pair: int = SD_EVAL_PER_PAIR, scales=SD_GUIDANC
 
 def _judge_reconstructions(vae, judge, n: int = 1000) -> dict:
     """The judge's accuracy per attribute on VAE reconstructions of real shapes (1.0 on the originals)."""
+    from course_utils.data.shapes import make_shapes
     from course_utils.eval.metrics import accuracy
     from course_utils.models.sd import decode_latents, encode_images
-    from course_utils.data.shapes import make_shapes
 
     data = make_shapes(n, 32, seed=424_242, split="all")
     return accuracy(judge, decode_latents(vae, encode_images(vae, data.images, sample=False)), data)
@@ -190,7 +190,7 @@ def train_sd(out: Path = SD_DIR) -> dict:
     """
     from safetensors.torch import save_file
 
-    from course_utils.models.sd import build_unet, build_vae, noise_schedulers, SD_UNET, SD_VAE, SDParts
+    from course_utils.models.sd import SD_UNET, SD_VAE, SDParts, build_unet, build_vae, noise_schedulers
     from course_utils.training.sd import SD_TRAINING, SD_VAE_TRAINING, train_unet, train_vae
 
     out.mkdir(parents=True, exist_ok=True)
@@ -260,7 +260,7 @@ def load_sd(folder: Path = SD_DIR):
     """The committed small Stable Diffusion as ``SDParts`` (float32, eval mode, DDIM scheduler)."""
     from safetensors.torch import load_file
 
-    from course_utils.models.sd import build_unet, build_vae, noise_schedulers, SDParts, UNetConfig, VAEConfig
+    from course_utils.models.sd import SDParts, UNetConfig, VAEConfig, build_unet, build_vae, noise_schedulers
 
     folder = Path(folder)
     record = sd_record(folder)

@@ -41,8 +41,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from course_utils.weights import resolver
 from course_utils.paths import course_cache_dir
+from course_utils.weights import resolver
 
 PUBLISHED = Path(__file__).parent / "published"
 ROOT = Path(__file__).resolve().parents[2]

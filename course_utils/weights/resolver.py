@@ -52,8 +52,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from course_utils.weights import standins
 from course_utils.paths import course_cache_dir
+from course_utils.weights import standins
 from course_utils.weights.cache import build_checked, folder_problem, read_checked, sha256_file, write_checked
 from course_utils.weights.standins import CheckpointUnavailable, build_standin
 

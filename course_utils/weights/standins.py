@@ -9,14 +9,13 @@ so importing this module costs nothing.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from course_utils.paths import course_cache_dir
 from course_utils.training.records import write_record
 from course_utils.weights.cache import build_checked, folder_problem, sha256_file
-
 
 # ---------------------------------------------------------------- the registry
 
@@ -251,8 +250,8 @@ def _sd_version() -> str:
 def _build_sd(folder):
     """The recipe's small Stable Diffusion as a ``StableDiffusionPipeline`` folder (``save_pretrained``)."""
 
-    from course_utils.weights.recipes import load_sd, sd_record
     from course_utils.models.sd import pipeline
+    from course_utils.weights.recipes import load_sd, sd_record
 
     pipeline(load_sd()).save_pretrained(folder, safe_serialization=True)
     record = sd_record()

@@ -17,7 +17,7 @@ This file holds the helpers the chapter modules share.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

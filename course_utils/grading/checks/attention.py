@@ -30,10 +30,20 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from course_utils.grading.checks import (
+    NO_GRAD,
+    CheckFailed,
+    call,
+    close,
+    fmt_shape,
+    keep_rng,
+    passed,
+    randn,
+    require_callable,
+    unchanged,
+)
 from course_utils.models.attention import causal_mask, padding_mask
 from course_utils.models.attention import scaled_dot_product_attention as _reference
-from course_utils.grading.checks import (NO_GRAD, CheckFailed, call, close, fmt_shape, keep_rng, passed, randn,
-                                         require_callable, unchanged)
 
 __all__ = ["check_scaled_dot_product_attention", "check_multi_head_attention"]
 

@@ -24,8 +24,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from course_utils.grading.checks import (NO_GRAD, CheckFailed, call, close, fmt_shape, keep_rng, passed, randn,
-                                         require_callable, unchanged)
+from course_utils.grading.checks import (
+    NO_GRAD,
+    CheckFailed,
+    call,
+    close,
+    fmt_shape,
+    keep_rng,
+    passed,
+    randn,
+    require_callable,
+    unchanged,
+)
 from course_utils.models.clip import clip_loss as _loss
 from course_utils.models.clip import zero_shot_probs as _probs
 

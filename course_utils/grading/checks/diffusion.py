@@ -25,7 +25,17 @@ from __future__ import annotations
 
 import torch
 
-from course_utils.grading.checks import CheckFailed, call, close, fmt_shape, keep_rng, passed, randn, require_callable, unchanged
+from course_utils.grading.checks import (
+    CheckFailed,
+    call,
+    close,
+    fmt_shape,
+    keep_rng,
+    passed,
+    randn,
+    require_callable,
+    unchanged,
+)
 from course_utils.models.diffusion import alphas_cumprod as _cumprod
 from course_utils.models.diffusion import classifier_free_guidance as _cfg
 from course_utils.models.diffusion import ddpm_step as _step

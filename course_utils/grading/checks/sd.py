@@ -22,7 +22,17 @@ from __future__ import annotations
 
 import torch
 
-from course_utils.grading.checks import CheckFailed, call, close, fmt_shape, keep_rng, passed, randn, require_callable, unchanged
+from course_utils.grading.checks import (
+    CheckFailed,
+    call,
+    close,
+    fmt_shape,
+    keep_rng,
+    passed,
+    randn,
+    require_callable,
+    unchanged,
+)
 
 __all__ = ["check_encode_prompts", "check_guided_noise"]
 
@@ -166,7 +176,7 @@ def check_guided_noise(guided_noise) -> None:
         passed(f"returns a noise prediction shaped like the latents, {fmt_shape(latents)}, "
                "for t an int or a 0-dim tensor")
         passed("equals eps_uncond + guidance_scale · (eps_cond − eps_uncond) at guidance_scale 7.5")
-        for s, target, name in ((1.0, eps_c, "the conditional prediction"), (0.0, eps_u, "the unconditional one")):
+        for s, target in ((1.0, eps_c), (0.0, eps_u)):  # the conditional prediction, then the unconditional one
             got = call(guided_noise, unet, latents, torch.tensor(500), cond, uncond, s, what="your guided_noise",
                        where=f"with guidance_scale {s}")
             if not close(got.detach(), target, atol=1e-4):

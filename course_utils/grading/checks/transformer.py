@@ -33,11 +33,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_utils.models.attention import causal_mask, padding_mask
-from course_utils.grading.checks import (NO_GRAD, CheckFailed, call, close, fmt_shape, keep_rng, passed, randn,
-                                         require_callable, unchanged)
-from course_utils.models.transformer import TransformerEncoderBlock as _Reference
+from course_utils.grading.checks import (
+    NO_GRAD,
+    CheckFailed,
+    call,
+    close,
+    fmt_shape,
+    keep_rng,
+    passed,
+    randn,
+    require_callable,
+    unchanged,
+)
 from course_utils.interop.torch_nn import to_torch_layer
+from course_utils.models.attention import causal_mask, padding_mask
+from course_utils.models.transformer import TransformerEncoderBlock as _Reference
 
 __all__ = ["check_layer_norm", "check_transformer_block"]
 

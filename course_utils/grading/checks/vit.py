@@ -19,7 +19,16 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from course_utils.grading.checks import CheckFailed, call, close, fmt_shape, keep_rng, passed, require_callable, unchanged
+from course_utils.grading.checks import (
+    CheckFailed,
+    call,
+    close,
+    fmt_shape,
+    keep_rng,
+    passed,
+    require_callable,
+    unchanged,
+)
 
 __all__ = ["check_patchify", "check_vit_embedding"]
 

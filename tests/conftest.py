@@ -1,0 +1,53 @@
+"""Fixtures the tests share, the markers they carry, and the isolation every test gets.
+
+Markers (``pytest -m``): ``notebook`` (an nbval cell of a lecture or solution, set here), ``browser``
+(JupyterLab in Chromium, set here), ``slow`` (a test that trains, starts kernels or runs a notebook: seconds
+to minutes; set in the test files). ``make test-fast`` runs the rest: the unit tests.
+"""
+import os
+from pathlib import Path
+
+import pytest
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = Path(str(item.fspath))
+        if path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.notebook)
+            item.add_marker(pytest.mark.slow)
+        if path.name == "test_browser.py":
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment():
+    """No test leaves the environment changed for the next: the resolver switches a process to offline
+    mode (os.environ and huggingface_hub's constant) and remembers the hub's answer; all are restored."""
+    saved = dict(os.environ)
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - a dependency
+        constants = None
+    offline = constants.HF_HUB_OFFLINE if constants else None
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = offline
+    from course_utils.weights import resolver
+
+    resolver.hub_status.cache_clear()
+
+
+@pytest.fixture
+def lay_out():
+    """``lay_out(folder, cache, repo)``: the files of ``folder`` as the hub's cache holds repository ``repo``
+    (blobs named by digest, snapshots/<commit>/ linking to them, refs/main), via the rehearsal's own lay_out."""
+    from course_utils.weights.rehearse import lay_out as rehearsal_lay_out
+
+    def put(folder: Path, cache: Path, repo: str) -> Path:
+        files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+        return rehearsal_lay_out(repo, files, Path(cache))
+
+    return put
