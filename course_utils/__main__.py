@@ -25,13 +25,6 @@ COMMANDS = {
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return value
-
-
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m course_utils",
                                   description="The command line of 'Vision Transformers, from attention to Stable Diffusion'.")
@@ -43,7 +36,7 @@ def parser() -> argparse.ArgumentParser:
                                 help="only this checkpoint (repeatable), e.g. google/vit-base-patch16-224")
 
     add["check"].add_argument("notebook", help="your exercise notebook, e.g. exercises/01_attention.ipynb")
-    add["check"].add_argument("--timeout", type=_positive, default=120, metavar="SECONDS",
+    add["check"].add_argument("--timeout", type=float, default=120, metavar="SECONDS",
                               help="the longest one cell may run (default: 120)")
     add["check"].add_argument("--solutions", default=None, metavar="DIR",
                               help="the solution notebooks (default: $COURSE_SOLUTIONS_DIR or the course's solutions/)")
@@ -88,8 +81,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    top = parser()
     try:
-        args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+        args = top.parse_args(sys.argv[1:] if argv is None else argv)
+        if args.command == "check" and not args.timeout > 0:
+            top.error(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
     except SystemExit as e:  # --help, or an argument error argparse has already explained
         return int(e.code or 0)
     return importlib.import_module(COMMANDS[args.command][0]).run(args)
