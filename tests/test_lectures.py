@@ -117,3 +117,19 @@ def test_every_lecture_exports_as_a_slide_deck(tmp_path):
         assert WIDGET_VIEW not in html, f"{deck.name}: a live widget in a static deck"
         pictures = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
         assert html.count("data:image/png;base64") >= pictures, f"{deck.name}: pictures missing"
+
+
+def test_ends_with_further_reading_that_links_its_sources(lecture):
+    path, nb = lecture
+    last = nb.cells[-1]
+    assert last.cell_type == "markdown" and last.source.startswith("## Further reading"), (
+        f"{path.name}: its last cell is not a '## Further reading' section")
+    links = re.findall(r"\[([^\]]+)\]\(([^)\s]+)\)", last.source)
+    assert len(links) >= 4, f"{path.name}: further reading lists {len(links)} links, expected at least 4"
+    urls = [url for _, url in links]
+    assert len(set(urls)) == len(urls), f"{path.name}: a link is listed twice"
+    for text, url in links:
+        assert re.fullmatch(r"https://[\w.-]+\.[a-z]{2,}(/\S*)?", url), f"{path.name}: not a web address: {url}"
+        if "arxiv.org" in url:  # a paper: the abstract page, cited with its authors and year
+            assert re.fullmatch(r"https://arxiv\.org/abs/\d{4}\.\d{4,5}", url), f"{path.name}: {url}"
+            assert re.search(r"(19|20)\d\d", text), f"{path.name}: the paper at {url} is cited without its year"
