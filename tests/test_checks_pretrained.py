@@ -95,6 +95,15 @@ def test_feature_mistakes_are_named(vit, wrong, message):
     fails(lambda f: check_vit_features(f, *vit), wrong, message)
 
 
+def test_features_still_attached_to_autograd_are_named(vit):
+    """Right values, but without torch.no_grad(): the check names vit_features, not the probe that would fail later."""
+    model, processor = vit
+    attached = lambda m, p, ims: m.vit(**p(images=ims, return_tensors="pt")).last_hidden_state[:, 0]  # noqa: E731
+    fails(lambda f: check_vit_features(f, model, processor), attached, "vit_features", "autograd")
+    detached = lambda m, p, ims: attached(m, p, ims).detach()  # noqa: E731
+    assert run(lambda f: check_vit_features(f, model, processor), detached).count("✓") == 2
+
+
 # ---------------------------------------------------------------- clip_zero_shot
 
 def zs_reference(model, preprocess, images, class_names, template="a photo of a {}"):

@@ -44,6 +44,8 @@ FEATURES_NO_LN = ("features equal the [CLS] token before the encoder's final Lay
 FEATURES_MEAN = "features are the mean over tokens: take the [CLS] token, position 0"
 FEATURES_LOGITS = "these are the classifier's logits: take the [CLS] token's hidden state, before the head"
 FEATURES_WRONG = "features differ from model.vit(pixel_values).last_hidden_state[:, 0]"
+FEATURES_GRAD = ("your vit_features returns features still attached to autograd (requires_grad=True): compute them "
+                 "under torch.no_grad(), or the probe trained on them backpropagates into the ViT")
 PROBS_SHAPE = "expected probabilities of shape {want} (images x classes), got {got}"
 PROBS_ROWS = "the rows do not sum to 1: take the softmax over the classes (the last dimension)"
 PROBS_TEMPLATE = "the prompts ignore `template`: classify with template.format(name) for each class name"
@@ -116,6 +118,7 @@ def check_vit_features(vit_features, model, processor) -> None:
         mean = out.last_hidden_state.mean(1).float().cpu()
         logits = model.classifier(out.last_hidden_state[:, 0]).float().cpu()
     got = call(vit_features, model, processor, list(images), what="your vit_features")
+    attached = isinstance(got, torch.Tensor) and got.requires_grad
     got = torch.as_tensor(got).detach().float().cpu()
     if tuple(got.shape) != tuple(want.shape):
         if tuple(got.shape) == tuple(logits.shape):
@@ -127,6 +130,8 @@ def check_vit_features(vit_features, model, processor) -> None:
             if close(got, wrong, rtol=1e-3, atol=1e-4):
                 raise CheckFailed(message)
         raise CheckFailed(FEATURES_WRONG)
+    if attached:  # right values, but a later linear_probe would fail with autograd's own error, far from here
+        raise CheckFailed(FEATURES_GRAD)
     passed("equal to the [CLS] token of model.vit's last hidden state")
 
 
