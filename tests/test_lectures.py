@@ -133,3 +133,29 @@ def test_ends_with_further_reading_that_links_its_sources(lecture):
         if "arxiv.org" in url:  # a paper: the abstract page, cited with its authors and year
             assert re.fullmatch(r"https://arxiv\.org/abs/\d{4}\.\d{4,5}", url), f"{path.name}: {url}"
             assert re.search(r"(19|20)\d\d", text), f"{path.name}: the paper at {url} is cited without its year"
+
+
+def _exercise_tasks():
+    """The names students write in the exercises: the def or class in each solution block."""
+    names = set()
+    for path in sorted((ROOT / "solutions").glob("*.ipynb")):
+        for cell in read(path).cells:
+            if cell.cell_type == "code" and "### BEGIN SOLUTION" in cell.source:
+                names |= set(re.findall(r"^(?:def|class) (\w+)", cell.source, re.M))
+    return names
+
+
+def test_no_lecture_prints_the_source_of_an_exercise_task(lecture):
+    path, nb = lecture
+    tasks = _exercise_tasks()
+    assert len(tasks) >= 17, sorted(tasks)
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        shown = re.findall(r"getsource\(\s*([\w.]+)", cell.source)  # inspect.getsource(name or name.method)
+        magic = re.findall(r"%(?:psource|pinfo2)\s+([\w.]+)|^\s*([\w.]+)\?\?\s*$", cell.source, re.M)  # IPython
+        shown += [name for pair in magic for name in pair if name]
+        for name in shown:
+            answer = tasks & set(name.split("."))
+            assert not answer, (f"{path.name} cell {index} prints the source of {sorted(answer)}, which an exercise "
+                                "asks students to write: teach the idea, not the answer")
