@@ -42,6 +42,7 @@ def test_the_same_training_is_loaded_and_leaves_the_same_random_state(capsys, tm
     torch.testing.assert_close(after_again[0], after[0], rtol=0, atol=0)  # as if it had trained: the same draws after
     assert after_again[1].tolist() == after[1].tolist() and after_again[2] == after[2]
     assert len(list((tmp_path / "trained").iterdir())) == 1
+    assert not first.training and not again.training  # a replay leaves the model in eval mode, as training did
 
 
 def test_another_configuration_start_or_a_retrain_request_trains(capsys, monkeypatch, tmp_path):

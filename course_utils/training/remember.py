@@ -112,9 +112,10 @@ def _save(folder: Path, modules: dict, result, seconds_note: str) -> None:
     from safetensors.torch import save_file
 
     returned = result if isinstance(result, tuple) else (result,)
-    tensors, record = {}, {"returned": [], "note": seconds_note}
+    tensors, record = {}, {"returned": [], "note": seconds_note, "modes": {}}
     for path, module in modules.items():
         tensors |= {f"arg/{path}/{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+        record["modes"][path] = module.training  # a training leaves its model in eval mode: a replay must too
     for i, value in enumerate(returned):
         if isinstance(value, nn.Module):
             source = next((p for p, m in modules.items() if type(m) is type(value)), None)
@@ -149,6 +150,8 @@ def _load(folder: Path, modules: dict):
         device = next(module.parameters(), torch.empty(0)).device
         module.load_state_dict({k.removeprefix(f"arg/{path}/"): v.to(device) for k, v in tensors.items()
                                 if k.startswith(f"arg/{path}/")})
+    for path, training in record.get("modes", {}).items():
+        modules[path].train(training)
     returned = []
     for i, entry in enumerate(record["returned"]):
         if "module" in entry:
