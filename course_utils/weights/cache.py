@@ -21,10 +21,7 @@ from course_utils.paths import course_cache_dir
 
 __all__ = ["folder_problem", "write_manifest", "build_checked", "sha256_file", "read_checked", "write_checked"]
 
-
 _COMPLETE = ".complete"  # written last into a stand-in folder: its manifest; absent means half-built
-
-
 _MANIFEST_FORMAT = 1     # bump when the manifest's layout changes
 
 

@@ -269,5 +269,3 @@ def _duration(seconds: float) -> str:
 def _one_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}"[:200]
-
-

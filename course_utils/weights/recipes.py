@@ -137,7 +137,6 @@ def text_parts(max_length: int = 16):
     return tokenizer, text_encoder(load_miniclip(), max_length)
 
 
-
 def train_judge_recipe(out: Path | None = None) -> dict:
     """Train the judge (an independent classifier of the shapes' attributes) and write its weights."""
     from course_utils.training.classifier import JudgeTrainConfig, train_shape_judge

@@ -114,12 +114,6 @@ CATALOGUE: dict[str, Checkpoint] = {c.name: c for c in [
 CLIP_TWINS = {"ViT-B/32": "openai/clip-vit-base-patch32"}
 
 
-
-
-
-
-
-
 @dataclass(frozen=True)
 class Resolved:
     """What :func:`resolve` decided. Pass ``path`` to the library's loading call."""
@@ -151,8 +145,6 @@ class HubStatus:
 
 
 # ---------------------------------------------------------------- where things live
-
-
 
 def hf_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     """The Hugging Face hub cache (``cache_dir`` if given), as huggingface_hub computes it."""
@@ -286,10 +278,6 @@ def _safetensors_problem(path: Path, size: int) -> str | None:
             return "not a safetensors file (its header does not parse)"
     expected = 8 + length + end
     return None if size == expected else f"{size:,} of {expected:,} bytes"
-
-
-
-
 
 
 def _git_sha1(path: Path) -> str:
@@ -494,34 +482,6 @@ def hub_status() -> HubStatus:
 def _short(error: BaseException) -> str:
     reason = getattr(error, "reason", None) or error
     return f"{type(reason).__name__}: {reason}"[:80]
-
-
-# ---------------------------------------------------------------- stand-ins
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 # ---------------------------------------------------------------- the decision

@@ -75,8 +75,6 @@ def build_standin(name: str, rebuild: bool = False, build: Callable[[Path], None
                          f"the cached stand-in for {name}", rebuild)
 
 
-
-
 def _notes(name: str, recipe: str, size: int, training, history, **described) -> dict:
     """What a stand-in's training.json records: what it stands in for, how it was trained, how well it did."""
     from dataclasses import asdict
