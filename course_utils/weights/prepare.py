@@ -156,7 +156,7 @@ def download_all(names: list[str]) -> list[Step]:
         try:
             download(ckpt)
             if not resolver.is_cached(name):
-                problem = resolver.real_problem(name) if name in resolver.CATALOGUE and ckpt.library != "clip" else "is missing"
+                problem = resolver.real_problem(name) if ckpt.library != "clip" else "is missing"
                 raise FileNotFoundError(f"the files came, but the copy {problem}")
         except Exception as error:  # noqa: BLE001 - report it and go on with the others
             seconds = time.perf_counter() - start
