@@ -36,11 +36,10 @@ One of ``TEMPLATES``, chosen per sample by the seed:
     "a picture of a {size} {colour} {shape} {position}"
     "there is a {size} {colour} {shape} {position}"
 
-Every template names the colour and the shape; four of six also name the size and four the
-position (``{position}`` becomes a phrase such as "on the left" or "in the centre", see
-``POSITION_PHRASES``). ``caption(...)`` fills a template;
-``class_prompts(template)`` gives the 25 colour-shape prompts in ``PAIRS`` order, and
-``pair_index(colour, shape)`` maps a pair to 0..24, for zero-shot classification.
+Every template names the colour and the shape; four of six also name the size and four the position (``{position}``
+becomes a phrase such as "on the left" or "in the centre", see ``POSITION_PHRASES``). ``caption(...)`` fills a template;
+``class_prompts(template)`` gives the 25 colour-shape prompts in ``PAIRS`` order, and ``pair_index(colour, shape)`` maps
+a pair to 0..24, for zero-shot classification.
 
 The held-out set
 ----------------

@@ -32,10 +32,9 @@ never edited by hand.
 * Solution notebooks are stored **executed**: the checker compares the check cells' outputs with
   the stored ones. Tag a cell ``nbval-ignore-output`` where its text legitimately varies.
 
-The exercise notebook is the solution notebook with every block replaced and every code cell's
-outputs and execution count cleared; cell ids and metadata are kept, so the checker can match a
-student's cells to the solution's. The output is deterministic (the same bytes as
-``nbformat.write``) and a file is rewritten only when its text changes.
+The exercise notebook is the solution notebook with every block replaced and every code cell's outputs and execution
+count cleared; cell ids and metadata are kept, so the checker can match a student's cells to the solution's. The output
+is deterministic (the same bytes as ``nbformat.write``) and a file is rewritten only when its text changes.
 
 Malformed markers (an unterminated BEGIN, an END without BEGIN, a nested BEGIN, a line that looks
 like a marker but is not one, a marker outside a code cell) and stub cells that break the

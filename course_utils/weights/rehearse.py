@@ -1,13 +1,12 @@
 """A rehearsal of the real-weights path: ``python -m course_utils rehearse``.
 
-Most students get the real checkpoints: anyone whose machine reaches the Hugging Face hub, every Colab
-user, every classroom that ran ``prepare``. CI cannot download them, so it rehearses: this module lays
-out a local Hugging Face cache holding every checkpoint of the catalogue exactly as the hub serves it
-(the published ``config.json``, ``preprocessor_config.json`` with the legacy ``feature_extractor_type``
-keys of the older repositories, tokenizer files, Stable Diffusion's ``model_index.json`` with its
-``PNDMScheduler``, safety checker and feature extractor), in the hub's own layout (``blobs/`` named by
-digest, ``snapshots/<commit>/`` linking to them, ``refs/main``), with random weights. Then it executes
-every lecture and solution notebook against that cache with the network unreachable and without
+Most students get the real checkpoints: anyone whose machine reaches the Hugging Face hub, every Colab user, every
+classroom that ran ``prepare``. CI cannot download them, so it rehearses: this module lays out a local Hugging Face
+cache holding every checkpoint of the catalogue exactly as the hub serves it (the published ``config.json``,
+``preprocessor_config.json`` with the legacy ``feature_extractor_type`` keys of the older repositories, tokenizer files,
+Stable Diffusion's ``model_index.json`` with its ``PNDMScheduler``, safety checker and feature extractor), in the hub's
+own layout (``blobs/`` named by digest, ``snapshots/<commit>/`` linking to them, ``refs/main``), with random weights.
+Then it executes every lecture and solution notebook against that cache with the network unreachable and without
 ``COURSE_FORCE_STANDINS``, so that every ``ckpt.real`` branch runs, and fails on:
 
 - any cell that raises;
@@ -19,11 +18,10 @@ False), so the few asserts about what trained weights predict are skipped, visib
 
 Two sizes:
 
-- the default keeps every real *interface* at a reduced width: 224 px inputs and ImageNet's 1,000
-  labels; CLIP's 77-token tokenizer and 512-wide projection; Stable Diffusion's 4-channel latents, 8x
-  VAE, 768-wide text states, 512 px output, PNDM and safety checker. It builds in seconds.
-- ``--full`` builds the exact published sizes (about 8 GB) and measures what a student's 2-core CPU
-  goes through.
+- the default keeps every real *interface* at a reduced width: 224 px inputs and ImageNet's 1,000 labels; CLIP's
+  77-token tokenizer and 512-wide projection; Stable Diffusion's 4-channel latents, 8x VAE, 768-wide text states, 512 px
+  output, PNDM and safety checker. It builds in seconds.
+- ``--full`` builds the exact published sizes (about 8 GB) and measures what a student's 2-core CPU goes through.
 
 ``--hf-cache DIR`` runs against a cache built elsewhere (and builds nothing).
 """

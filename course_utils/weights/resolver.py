@@ -29,11 +29,10 @@ together (:data:`CLIP_TWINS`); where openai's own archive cannot be had, the tra
 converted into one that ``clip.load`` reads. ``Resolved.trained`` is False only in a rehearsal
 (``python -m course_utils rehearse``), whose real checkpoints hold random weights.
 
-Later chapters register their stand-ins with :func:`register_standin`. A stand-in is built once into
-the course cache (:func:`course_cache_dir`) and checked every time it is handed out: its
-``.complete`` marker holds a manifest (the size and sha256 of every file, see
-:func:`write_manifest`), and a copy that is half-built, outdated, truncated or changed is rebuilt,
-with a message, never loaded.
+Later chapters register their stand-ins with :func:`register_standin`. A stand-in is built once into the course cache
+(:func:`course_cache_dir`) and checked every time it is handed out: its ``.complete`` marker holds a manifest (the size
+and sha256 of every file, see :func:`write_manifest`), and a copy that is half-built, outdated, truncated or changed is
+rebuilt, with a message, never loaded.
 """
 from __future__ import annotations
 
@@ -316,10 +315,9 @@ FALLBACK_FILES = {"transformers": ("pytorch_model.bin",),
 
 
 def download(name: str, cache_dir: str | os.PathLike | None = None) -> None:
-    """Fetch what the course loads of ``name`` into the Hugging Face cache with huggingface_hub's own
-    downloader (progress bars, resumable). Whatever fails, nothing half-written stays behind: the files
-    this call added are removed again, and the error is raised. Its retry warnings are not printed:
-    the caller says what happened in one line."""
+    """Fetch what the course loads of ``name`` into the Hugging Face cache with huggingface_hub's own downloader
+    (progress bars, resumable). Whatever fails, nothing half-written stays behind: the files this call added are removed
+    again, and the error is raised. Its retry warnings are not printed: the caller says what happened in one line."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.file_download import repo_folder_name
 
@@ -449,9 +447,8 @@ def go_offline() -> None:
 def hub_status() -> HubStatus:
     """Ask the hub once per process, waiting at most ``PROBE_TIMEOUT_S`` in all.
 
-    The probe runs in a daemon thread, so even a DNS lookup that hangs (urllib's timeout does
-    not cover it) costs no more than the limit. When the hub does not answer, the process goes
-    offline (see :func:`go_offline`).
+    The probe runs in a daemon thread, so even a DNS lookup that hangs (urllib's timeout does not cover it) costs no
+    more than the limit. When the hub does not answer, the process goes offline (see :func:`go_offline`).
     """
     start = time.perf_counter()
     if _flag("HF_HUB_OFFLINE"):
