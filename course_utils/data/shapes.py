@@ -36,11 +36,10 @@ One of ``TEMPLATES``, chosen per sample by the seed:
     "a picture of a {size} {colour} {shape} {position}"
     "there is a {size} {colour} {shape} {position}"
 
-Every template names the colour and the shape; four of six also name the size and four the
-position (``{position}`` becomes a phrase such as "on the left" or "in the centre", see
-``POSITION_PHRASES``). ``caption(...)`` fills a template;
-``class_prompts(template)`` gives the 25 colour-shape prompts in ``PAIRS`` order, and
-``pair_index(colour, shape)`` maps a pair to 0..24, for zero-shot classification.
+Every template names the colour and the shape; four of six also name the size and four the position (``{position}``
+becomes a phrase such as "on the left" or "in the centre", see ``POSITION_PHRASES``). ``caption(...)`` fills a template;
+``class_prompts(template)`` gives the 25 colour-shape prompts in ``PAIRS`` order, and ``pair_index(colour, shape)`` maps
+a pair to 0..24, for zero-shot classification.
 
 The held-out set
 ----------------
@@ -69,31 +68,17 @@ import torch
 # Shape legend: N images (n in a chunk), Sy x Sx a supersampled window (SUPERSAMPLE x its pixels), 3 RGB channels.
 
 COLOURS = ("red", "green", "blue", "yellow", "purple")
-COLOUR_RGB = {
-    "red": (0.90, 0.12, 0.12),
-    "green": (0.15, 0.75, 0.20),
-    "blue": (0.20, 0.40, 1.00),
-    "yellow": (0.95, 0.85, 0.15),
-    "purple": (0.70, 0.25, 0.90),
-}
+COLOUR_RGB = {"red": (0.90, 0.12, 0.12), "green": (0.15, 0.75, 0.20), "blue": (0.20, 0.40, 1.00),
+              "yellow": (0.95, 0.85, 0.15), "purple": (0.70, 0.25, 0.90)}
 SHAPES = ("circle", "square", "triangle", "diamond", "cross")
 SIZES = ("small", "large")
 SIZE_RADIUS = {"small": 0.12, "large": 0.19}  # fraction of the image side, before jitter
 POSITIONS = ("left", "right", "top", "bottom", "centre")
-POSITION_XY = {  # centre of the shape, fraction of the image side, origin top left, y down
-    "left": (0.30, 0.50),
-    "right": (0.70, 0.50),
-    "top": (0.50, 0.30),
-    "bottom": (0.50, 0.70),
-    "centre": (0.50, 0.50),
-}
-POSITION_PHRASES = {
-    "left": "on the left",
-    "right": "on the right",
-    "top": "at the top",
-    "bottom": "at the bottom",
-    "centre": "in the centre",
-}
+# centre of the shape, fraction of the image side, origin top left, y down
+POSITION_XY = {"left": (0.30, 0.50), "right": (0.70, 0.50), "top": (0.50, 0.30), "bottom": (0.50, 0.70),
+               "centre": (0.50, 0.50)}
+POSITION_PHRASES = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom",
+                    "centre": "in the centre"}
 TEMPLATES = (
     "a {size} {colour} {shape} {position}",
     "a {colour} {shape} {position}",
@@ -103,12 +88,7 @@ TEMPLATES = (
     "there is a {size} {colour} {shape} {position}",
 )
 PAIRS = tuple((c, s) for c in COLOURS for s in SHAPES)  # pair_index(c, s) is the position in PAIRS
-HELD_OUT = (
-    ("red", "triangle"),
-    ("green", "circle"),
-    ("blue", "cross"),
-    ("yellow", "square"),
-)
+HELD_OUT = (("red", "triangle"), ("green", "circle"), ("blue", "cross"), ("yellow", "square"))
 SPLITS = ("train", "heldout", "all")
 
 SIZE_JITTER = 0.10  # radius times a factor in [1 - 0.10, 1 + 0.10]
@@ -259,11 +239,8 @@ def make_shapes(n: int, size: int = 32, seed: int = 0, split: str = "train") -> 
     if size < 16:
         raise ValueError(f"size must be at least 16 pixels, got {size}")
     held = [pair_index(c, s) for c, s in HELD_OUT]
-    allowed = {
-        "train": [i for i in range(len(PAIRS)) if i not in held],
-        "heldout": held,
-        "all": list(range(len(PAIRS))),
-    }[split]
+    allowed = {"train": [i for i in range(len(PAIRS)) if i not in held], "heldout": held,
+               "all": list(range(len(PAIRS)))}[split]
 
     # One (n, 8) block of uniforms, one row per sample, so a smaller n gives a prefix of a larger one.
     rng = np.random.default_rng([seed, SPLITS.index(split)])
@@ -281,22 +258,13 @@ def make_shapes(n: int, size: int = 32, seed: int = 0, split: str = "train") -> 
     grey = BACKGROUND[0] + (BACKGROUND[1] - BACKGROUND[0]) * U[:, 7]  # (N,)
 
     f32 = np.float32
-    alpha = torch.from_numpy(_coverage(shape, position, cx.astype(f32), cy.astype(f32), radius.astype(f32), size))
-    alpha = alpha[:, None]  # (N, 1, size, size)
+    alpha = torch.from_numpy(_coverage(shape, position, cx.astype(f32), cy.astype(f32), radius.astype(f32), size))[:, None]  # (N, 1, size, size)
     rgb = torch.tensor([COLOUR_RGB[c] for c in COLOURS], dtype=torch.float32)[torch.from_numpy(colour)]  # (N, 3)
     bg = torch.from_numpy(grey.astype(f32))[:, None, None, None]  # (N, 1, 1, 1)
     images = bg * (1 - alpha) + rgb[:, :, None, None] * alpha  # (N, 3, size, size)
 
     attributes = zip(colour.tolist(), shape.tolist(), size_id.tolist(), position.tolist(), template.tolist())
     captions = [caption(c, s, z, p, template=t) for c, s, z, p, t in attributes]
-    return Shapes(
-        images=images.contiguous(),
-        captions=captions,
-        colour=torch.as_tensor(colour, dtype=torch.int64),
-        shape=torch.as_tensor(shape, dtype=torch.int64),
-        size_id=torch.as_tensor(size_id, dtype=torch.int64),
-        position=torch.as_tensor(position, dtype=torch.int64),
-        template=torch.as_tensor(template, dtype=torch.int64),
-        centre=torch.from_numpy(np.stack([cx, cy], axis=1).astype(f32)),
-        radius=torch.from_numpy(radius.astype(f32)),
-    )
+    labels = (torch.as_tensor(a, dtype=torch.int64) for a in (colour, shape, size_id, position, template))
+    return Shapes(images.contiguous(), captions, *labels, centre=torch.from_numpy(np.stack([cx, cy], axis=1).astype(f32)),
+                  radius=torch.from_numpy(radius.astype(f32)))

@@ -2,8 +2,7 @@
 
     python -m course_utils check exercises/01_attention.ipynb [--timeout 120] [--solutions DIR]
 
-prints one line per exercise, in notebook order, then a summary, and exits 0 only when every
-exercise passed::
+prints one line per exercise, in notebook order, then a summary, and exits 0 only when every exercise passed::
 
     ✓ scaled_dot_product_attention: passed
     ✗ MultiHeadAttention: failed — CheckFailed: expected shape (2, 4, 5, 8), got (2, 5, 4, 8)
@@ -12,32 +11,30 @@ exercise passed::
 
 How it works (the conventions are in ``course_utils.grading.exercises``):
 
-1. The solution notebook of the same file name is found in the solutions directory (``--solutions``,
-   else the ``COURSE_SOLUTIONS_DIR`` environment variable, else ``solutions/`` beside the package).
-2. A *graded notebook* is built in a temporary directory: the solution notebook, with each stub
-   cell's source replaced by the student's version of that cell (matched by cell id, else by the
-   code cell that defines the exercise's name). The solution's setup and check cells, with their
-   stored outputs, are kept: editing a check changes nothing and scratch cells are ignored. The
-   student's file is only read, never written.
-3. nbval runs the graded notebook in a subprocess (``python -m pytest --nbval``, a kernel in this
-   Python), with a time limit per cell; a small plugin (``course_utils.grading.nbval_report``) records the
-   result of every cell.
-4. Each exercise is *passed* when its stub cell and all its check cells ran without error and the
-   check cells printed what the solution printed; *not attempted* while its cell still holds the
-   generated ``raise NotImplementedError()`` (or no cell defines it); otherwise *failed*, with the
-   first difference: the exception line (``CheckFailed: weights do not sum to 1 over the keys``),
-   or the first output line that differs from the solution's, expected vs got.
+1. The solution notebook of the same file name is found in the solutions directory (``--solutions``, else the
+   ``COURSE_SOLUTIONS_DIR`` environment variable, else ``solutions/`` beside the package).
+2. A *graded notebook* is built in a temporary directory: the solution notebook, with each stub cell's source replaced
+   by the student's version of that cell (matched by cell id, else by the code cell that defines the exercise's name).
+   The solution's setup and check cells, with their stored outputs, are kept: editing a check changes nothing and
+   scratch cells are ignored. The student's file is only read, never written.
+3. nbval runs the graded notebook in a subprocess (``python -m pytest --nbval``, a kernel in this Python), with a time
+   limit per cell; a small plugin (``course_utils.grading.nbval_report``) records the result of every cell.
+4. Each exercise is *passed* when its stub cell and all its check cells ran without error and the check cells printed
+   what the solution printed; *not attempted* while its cell still holds the generated ``raise NotImplementedError()``
+   (or no cell defines it); otherwise *failed*, with the first difference: the exception line
+   (``CheckFailed: weights do not sum to 1 over the keys``), or the first output line that differs from the solution's,
+   expected vs got.
 
-A syntax error in a student's cell is found before running (the cell is replaced by the stub, so
-the other exercises are still checked). A setup cell that fails, a cell that does not finish in
-time and a kernel that dies are reported in one plain line each, never as a traceback; exercises
-after such an event are reported as *not checked*.
+A syntax error in a student's cell is found before running (the cell is replaced by the stub, so the other exercises are
+still checked). A setup cell that fails, a cell that does not finish in time and a kernel that dies are reported in one
+plain line each, never as a traceback; exercises after such an event are reported as *not checked*.
 """
 from __future__ import annotations
 
 import ast
 import copy
 import difflib
+import itertools
 import json
 import os
 import subprocess
@@ -61,8 +58,7 @@ from course_utils.grading.exercises import (
     stub_source,
 )
 
-__all__ = ["CheckError", "ExerciseResult", "Report", "check_notebook", "run",
-           "default_solutions_dir"]
+__all__ = ["CheckError", "ExerciseResult", "Report", "check_notebook", "run", "default_solutions_dir"]
 
 PASSED, FAILED, NOT_ATTEMPTED, NOT_CHECKED = "passed", "failed", "not attempted", "not checked"
 SYMBOLS = {PASSED: "✓", FAILED: "✗", NOT_ATTEMPTED: "·", NOT_CHECKED: "·"}
@@ -110,8 +106,7 @@ class Report:
         return f"{passed} of {total} exercise{'s' * (total != 1)} passed"
 
     def lines(self, symbols=SYMBOLS) -> list[str]:
-        return ([f"! {p}" for p in self.problems] + [e.line(symbols) for e in self.exercises]
-                + [self.summary])
+        return [f"! {p}" for p in self.problems] + [e.line(symbols) for e in self.exercises] + [self.summary]
 
     def __str__(self) -> str:
         return "\n".join(self.lines())
@@ -147,8 +142,7 @@ def _read_notebook(path: Path, role: str) -> NotebookNode:
 
 def _find_solution(notebook: Path, solutions_dir: Path) -> Path:
     if not solutions_dir.is_dir():
-        raise CheckError(f"no solutions directory at {solutions_dir} (pass --solutions DIR or "
-                         "set COURSE_SOLUTIONS_DIR)")
+        raise CheckError(f"no solutions directory at {solutions_dir} (pass --solutions DIR or set COURSE_SOLUTIONS_DIR)")
     solution = solutions_dir / notebook.name
     if solution.is_file():
         return solution
@@ -182,17 +176,14 @@ def _student_cell(student: NotebookNode, exercise: Exercise) -> NotebookNode | N
     cell with the stub's id, whatever it holds; else the last code cell defining the name.
     """
     code = [cell for cell in student.cells if cell.cell_type == "code"]
-    by_id = next((cell for cell in code if exercise.cell_id and cell.get("id") == exercise.cell_id),
-                 None)
+    by_id = next((cell for cell in code if exercise.cell_id and cell.get("id") == exercise.cell_id), None)
     defining = [cell for cell in code if _defines(cell, exercise.name)]
     attempted = [cell for cell in defining if not _is_unattempted(cell.source)]
     if by_id is not None and any(cell is by_id for cell in attempted):
         return by_id
     if attempted:
         return attempted[-1]
-    if by_id is not None:
-        return by_id
-    return defining[-1] if defining else None
+    return by_id if by_id is not None else defining[-1] if defining else None
 
 
 def _syntax_error(source: str) -> SyntaxError | None:
@@ -205,9 +196,7 @@ def _syntax_error(source: str) -> SyntaxError | None:
 
 def _syntax_message(name: str, source: str, error: SyntaxError) -> str:
     lines = source.splitlines()
-    text = ""
-    if error.lineno and 0 < error.lineno <= len(lines):
-        text = "\n" + lines[error.lineno - 1].strip()
+    text = "\n" + lines[error.lineno - 1].strip() if error.lineno and 0 < error.lineno <= len(lines) else ""
     return f"syntax error in your cell for {name}, line {error.lineno}: {error.msg}{text}"
 
 
@@ -233,10 +222,8 @@ def _run_nbval(graded: Path, timeout: float, workdir: Path, n_cells: int) -> tup
                str(graded), "--nbval", "--nbval-current-env", f"--nbval-cell-timeout={timeout:g}",
                f"--nbval-report={record_file}", "-p", "no:cacheprovider", "-c", str(ini),
                f"--rootdir={workdir}", "-q", "--color=no", "-W", "ignore"]
-    env = dict(os.environ)
     # MPLBACKEND (e.g. Agg) would stop the kernel's inline figures, which the checks compare
-    for var in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "MPLBACKEND"):
-        env.pop(var, None)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "MPLBACKEND")}
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     # a limit on the whole run, should nbval itself hang: every cell at its limit, and then some
@@ -280,11 +267,8 @@ def _output_lines(outputs: list[dict]) -> list[str]:
     lines = []
     for out in _coalesce(outputs):
         kind = out.get("output_type")
-        if kind == "stream":
-            text = out.get("text", "")
-            lines += ("".join(text) if isinstance(text, list) else text).splitlines()
-        elif kind in ("execute_result", "display_data"):
-            text = (out.get("data") or {}).get("text/plain", "")
+        if kind in ("stream", "execute_result", "display_data"):
+            text = out.get("text", "") if kind == "stream" else (out.get("data") or {}).get("text/plain", "")
             lines += ("".join(text) if isinstance(text, list) else text).splitlines()
         elif kind == "error":
             lines.append(f"{out.get('ename')}: {out.get('evalue')}")
@@ -292,13 +276,10 @@ def _output_lines(outputs: list[dict]) -> list[str]:
 
 
 def _first_difference(expected: list[str], got: list[str]) -> str | None:
-    for i in range(max(len(expected), len(got))):
-        want = expected[i] if i < len(expected) else None
-        have = got[i] if i < len(got) else None
+    for want, have in itertools.zip_longest(expected, got):
         if want != have:
-            want_text = f'"{want}"' if want is not None else "no more output"
-            have_text = f'"{have}"' if have is not None else "no more output"
-            return f"output differs from the solution's: expected {want_text}, got {have_text}"
+            want, have = (f'"{line}"' if line is not None else "no more output" for line in (want, have))
+            return f"output differs from the solution's: expected {want}, got {have}"
     return None
 
 
@@ -322,8 +303,7 @@ def _cell_results(records: list[dict], graded: NotebookNode, code_index: dict[in
     results: dict[int, _CellResult] = {}
     for record in records:
         index = code_index.get(record["cell"])
-        if index is None or record["when"] == "teardown" or (
-                index in results and results[index].kind != "passed"):
+        if index is None or record["when"] == "teardown" or (index in results and results[index].kind != "passed"):
             continue
         outcome, when = record["outcome"], record["when"]
         if outcome == "passed":
@@ -334,29 +314,22 @@ def _cell_results(records: list[dict], graded: NotebookNode, code_index: dict[in
             continue
         exc_type, message = record.get("exc_type"), record.get("message", "")
         if exc_type == "KernelDied" or "Kernel dead" in message:
-            results[index] = _CellResult("died", "the Python kernel died while running this cell "
-                                         "(a crash, or out of memory?)")
+            results[index] = _CellResult("died", "the Python kernel died while running this cell (a crash, or out of memory?)")
         elif record.get("timed_out") and when == "call":
-            results[index] = _CellResult("timeout", f"a cell did not finish within {timeout:g} s: "
-                                         "an endless loop? (if your code is only slow, raise the "
-                                         "limit with --timeout SECONDS)")
+            results[index] = _CellResult("timeout", f"a cell did not finish within {timeout:g} s: an endless loop? "
+                                         "(if your code is only slow, raise the limit with --timeout SECONDS)")
         elif when != "call":
             results[index] = _CellResult("internal", f"the notebook could not be run: {message}")
         elif message.startswith("Cell outputs differ"):
-            cell = graded.cells[index]
-            expected = _output_lines(cell.outputs)
-            got = _output_lines(record.get("outputs", []))
-            text = _first_difference(expected, got)
+            text = _first_difference(_output_lines(graded.cells[index].outputs), _output_lines(record.get("outputs", [])))
             if text is None:
-                detail = next((line.strip() for line in record.get("detail", "").splitlines()
-                               if line.strip()), "")
+                detail = next((line.strip() for line in record.get("detail", "").splitlines() if line.strip()), "")
                 text = "output differs from the solution's" + (f" ({detail})" if detail else "")
             results[index] = _CellResult("differs", text)
         elif message.startswith("Cell execution caused an exception"):
             results[index] = _CellResult("error", _error_line(record))
         else:
-            results[index] = _CellResult("internal", message.strip().splitlines()[0]
-                                         if message.strip() else "the cell failed")
+            results[index] = _CellResult("internal", message.strip().splitlines()[0] if message.strip() else "the cell failed")
     return results
 
 
@@ -401,10 +374,8 @@ def check_notebook(path, solutions_dir=None, timeout: float = 120) -> Report:
             cell.source = mine.source
         cell.outputs, cell.execution_count = [], None   # the stub cell's own output is not compared
 
-    code_index = {}                                       # nbval's cell number -> index in cells
-    for index, cell in enumerate(graded.cells):
-        if cell.cell_type == "code":
-            code_index[len(code_index)] = index
+    # nbval's cell number -> index in cells
+    code_index = dict(enumerate(i for i, cell in enumerate(graded.cells) if cell.cell_type == "code"))
 
     with tempfile.TemporaryDirectory(prefix="course-check-") as tmp:
         graded_path = Path(tmp) / solution_path.name
@@ -414,8 +385,7 @@ def check_notebook(path, solutions_dir=None, timeout: float = 120) -> Report:
 
     if not records:
         tail = [line for line in output.strip().splitlines() if line.strip()][-5:]
-        report.problems.append("nbval could not run the notebook"
-                               + (": " + " / ".join(tail) if tail else ""))
+        report.problems.append("nbval could not run the notebook" + (": " + " / ".join(tail) if tail else ""))
 
     first = exercises[0].cell_index
     stopped = None                      # why the cells after some point were not checked
@@ -441,20 +411,17 @@ def check_notebook(path, solutions_dir=None, timeout: float = 120) -> Report:
     for exercise in exercises:
         name = exercise.name
         if stopped:
-            report.exercises.append(verdicts.get(name)
-                                    or ExerciseResult(name, NOT_CHECKED, stopped))
+            report.exercises.append(verdicts.get(name) or ExerciseResult(name, NOT_CHECKED, stopped))
             continue
         cells = [exercise.cell_index, *exercise.check_cells]
         failure = next((results[i] for i in cells
                         if i in results and results[i].kind not in ("passed", "skipped")), None)
         if failure is not None and failure.kind in ("timeout", "died", "internal"):
-            stopped = {"timeout": "an earlier cell did not finish",
-                       "died": "the kernel died earlier"}.get(failure.kind,
-                                                              "the notebook could not be run")
+            stopped = {"timeout": "an earlier cell did not finish", "died": "the kernel died earlier"}.get(
+                failure.kind, "the notebook could not be run")
             if failure.kind == "internal":
                 report.problems.append(failure.text)
-                report.exercises.append(verdicts.get(name) or
-                                        ExerciseResult(name, NOT_CHECKED, stopped))
+                report.exercises.append(verdicts.get(name) or ExerciseResult(name, NOT_CHECKED, stopped))
                 continue
         if name in verdicts:
             report.exercises.append(verdicts[name])
@@ -488,8 +455,7 @@ def run(args) -> int:
     notebook could not be checked."""
     out = sys.stdout
     try:
-        print(f"Checking {args.notebook} (this starts a Python kernel; a few seconds)...", file=out,
-              flush=True)
+        print(f"Checking {args.notebook} (this starts a Python kernel; a few seconds)...", file=out, flush=True)
         report = check_notebook(args.notebook, args.solutions, args.timeout)
     except CheckError as e:
         _safe_print(f"error: {e}", sys.stderr)

@@ -32,10 +32,9 @@ never edited by hand.
 * Solution notebooks are stored **executed**: the checker compares the check cells' outputs with
   the stored ones. Tag a cell ``nbval-ignore-output`` where its text legitimately varies.
 
-The exercise notebook is the solution notebook with every block replaced and every code cell's
-outputs and execution count cleared; cell ids and metadata are kept, so the checker can match a
-student's cells to the solution's. The output is deterministic (the same bytes as
-``nbformat.write``) and a file is rewritten only when its text changes.
+The exercise notebook is the solution notebook with every block replaced and every code cell's outputs and execution
+count cleared; cell ids and metadata are kept, so the checker can match a student's cells to the solution's. The output
+is deterministic (the same bytes as ``nbformat.write``) and a file is rewritten only when its text changes.
 
 Malformed markers (an unterminated BEGIN, an END without BEGIN, a nested BEGIN, a line that looks
 like a marker but is not one, a marker outside a code cell) and stub cells that break the
@@ -107,8 +106,7 @@ def _code_for_ast(source: str) -> str:
 def defined_names(source: str) -> list[str]:
     """Names of the top-level functions and classes a cell defines (raises SyntaxError)."""
     tree = ast.parse(_code_for_ast(source))
-    return [node.name for node in tree.body
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    return [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
 
 
 def _replace_blocks(source: str, fail) -> tuple[str, int]:
@@ -129,8 +127,7 @@ def _replace_blocks(source: str, fail) -> tuple[str, int]:
         kind = match.group(2) if match else None
         if kind == "BEGIN":
             if opened_at is not None:
-                fail(f"nested {BEGIN!r}: the block opened on line {opened_at} is not closed yet",
-                     number)
+                fail(f"nested {BEGIN!r}: the block opened on line {opened_at} is not closed yet", number)
             opened_at, indent = number, line[:len(line) - len(line.lstrip(" \t"))]
         elif kind == "END":
             if opened_at is None:
@@ -164,8 +161,7 @@ def _scan(nb: NotebookNode, name_for_errors: str) -> tuple[list[Exercise], dict[
         if cell.cell_type != "code":
             for number, line in enumerate(cell.source.split("\n"), start=1):
                 if _MARKER.match(line.rstrip("\r")):
-                    fail(f"solution markers belong in code cells, not in a {cell.cell_type} cell",
-                         number)
+                    fail(f"solution markers belong in code cells, not in a {cell.cell_type} cell", number)
             continue
         new_source, blocks = _replace_blocks(cell.source, fail)
         if not blocks:
@@ -298,8 +294,7 @@ def run(args) -> int:
         for path in written:
             print(f"{'wrote' if path in before else 'unchanged'} {path}")
         for path in sorted(before - set(written)):
-            print(f"warning: {path} has no solution notebook; delete it if it is obsolete",
-                  file=sys.stderr)
+            print(f"warning: {path} has no solution notebook; delete it if it is obsolete", file=sys.stderr)
         for solution in sorted(Path(args.solutions).glob("*.ipynb")):
             for warning in _unexecuted_check_cells(solution):
                 print(f"warning: {warning}", file=sys.stderr)

@@ -1,17 +1,15 @@
 """A mini-CLIP in the two libraries' own formats: ``clip.load(path)`` and transformers' ``CLIPModel``.
 
-- openai ``clip``: ``clip.load(path)`` opens a TorchScript archive, reads its ``state_dict()`` and
-  rebuilds the model from the tensors' shapes (``clip.model.build_model``); a plain state-dict file
-  fails, so :func:`save_for_clip` writes a traced model.
-- transformers: ``CLIPModel`` holds the same tensors under other names (q, k and v split apart,
-  projections transposed); :func:`to_transformers` renames them, :func:`save_for_transformers` saves the model
-  with a ``CLIPProcessor`` whose tokenizer is built from the ``clip`` package's own BPE vocabulary,
-  so both libraries turn a caption into the same ids.
+- openai ``clip``: ``clip.load(path)`` opens a TorchScript archive, reads its ``state_dict()`` and rebuilds the model
+  from the tensors' shapes (``clip.model.build_model``); a plain state-dict file fails, so :func:`save_for_clip` writes
+  a traced model.
+- transformers: ``CLIPModel`` holds the same tensors under other names (q, k and v split apart, projections transposed);
+  :func:`to_transformers` renames them, :func:`save_for_transformers` saves the model with a ``CLIPProcessor`` whose
+  tokenizer is built from the ``clip`` package's own BPE vocabulary, so both libraries turn a caption into the same ids.
 
-Both load a model whose captions may be 77 tokens long (``clip.tokenize``'s default). A mini-CLIP
-trained on 16 gets 61 more position embeddings, all zero: with the causal mask, the
-end-of-text token (where the caption's feature is read) never sees a position after its own, so
-the zeros cannot change a caption's feature.
+Both load a model whose captions may be 77 tokens long (``clip.tokenize``'s default). A mini-CLIP trained on 16 gets 61
+more position embeddings, all zero: with the causal mask, the end-of-text token (where the caption's feature is read)
+never sees a position after its own, so the zeros cannot change a caption's feature.
 """
 from __future__ import annotations
 

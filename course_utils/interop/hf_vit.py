@@ -121,9 +121,8 @@ def export_pretrained(model: ViT, folder: str | Path, id2label: dict[int, str] |
     """Save ``model`` in transformers' format: what ``ViTForImageClassification.from_pretrained(folder)``
     and ``AutoImageProcessor.from_pretrained(folder)`` load.
 
-    Writes config.json (with id2label), model.safetensors, preprocessor_config.json (a
-    ``ViTImageProcessor`` resizing to the model's size and normalising with ``image_mean`` /
-    ``image_std``, default ``IMAGE_MEAN`` / ``IMAGE_STD``).
+    Writes config.json (with id2label), model.safetensors, preprocessor_config.json (a ``ViTImageProcessor`` resizing to
+    the model's size and normalising with ``image_mean`` / ``image_std``, default ``IMAGE_MEAN`` / ``IMAGE_STD``).
     """
     from transformers import ViTImageProcessor
 

@@ -105,11 +105,10 @@ def attention_explorer(image: torch.Tensor, maps, patch_size: int, layer_names=N
                        layer_label: str = "layer") -> Explorer:
     """Pick a layer, a head and a query; see where that query looks in the image.
 
-    ``image``: (3, H, W) or (1, H, W) in [0, 1]. ``maps``: one attention tensor per layer, each
-    (heads, N, N) with rows the queries, N = (H/P) * (W/P) patches, plus one when ``cls_token``
-    (then token 0 is [CLS], and query 0 means [CLS]). The left panel shows the chosen head, the
-    right one the mean over heads, both over the patches (the [CLS] key's share is in the title).
-    ``layer_label`` names the first control, for maps that are not layers of one model.
+    ``image``: (3, H, W) or (1, H, W) in [0, 1]. ``maps``: one attention tensor per layer, each (heads, N, N) with rows
+    the queries, N = (H/P) * (W/P) patches, plus one when ``cls_token`` (then token 0 is [CLS], and query 0 means
+    [CLS]). The left panel shows the chosen head, the right one the mean over heads, both over the patches (the [CLS]
+    key's share is in the title). ``layer_label`` names the first control, for maps that are not layers of one model.
     """
     from course_utils.teaching.plotting import attention_over_image
 

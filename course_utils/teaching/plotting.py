@@ -38,10 +38,9 @@ def _hwc(image) -> np.ndarray:
 def image_grid(images, titles=None, ncols=None, size=2.0, axes=None, cmap=None) -> np.ndarray:
     """Draw images in a grid; return the flat array of axes (one per grid cell, image ``i`` on ``axes[i]``).
 
-    ``images``: a (N, C, H, W) tensor or array in [0, 1] (C = 1 or 3), or a list of (C, H, W),
-    (H, W, C) or (H, W) images. One-channel images use ``cmap`` ("gray" unless given) on a fixed
-    [0, 1] scale. ``titles``: one short string per image. ``size``: inches per cell.
-    ``axes``: draw into these instead of a new figure.
+    ``images``: a (N, C, H, W) tensor or array in [0, 1] (C = 1 or 3), or a list of (C, H, W), (H, W, C) or (H, W)
+    images. One-channel images use ``cmap`` ("gray" unless given) on a fixed [0, 1] scale. ``titles``: one short string
+    per image. ``size``: inches per cell. ``axes``: draw into these instead of a new figure.
     """
     if hasattr(images, "ndim") and images.ndim == 4:
         images = list(images)  # (N, C, H, W) -> N images (C, H, W)
@@ -101,11 +100,10 @@ def attention_heatmap(weights, x_labels=None, y_labels=None, ax=None, title=None
 def attention_over_image(image, weights, patch_size, ax=None, alpha=0.6, cmap="inferno", grid=True, query=None):
     """Draw one attention distribution over an image's patches as a semi-transparent overlay.
 
-    ``image``: (3, H, W) or (H, W, 3) in [0, 1]. ``weights``: the attention of one query over the
-    (H/P) * (W/P) patches, shape (num_patches,) in row-major patch order or (H/P, W/P); drop the
-    [CLS] key first (``weights[1:]``). Each weight fills its P x P patch (nearest upsampling).
-    ``grid`` draws the patch borders; ``query`` (a patch index) outlines the query's own patch.
-    Returns the axes.
+    ``image``: (3, H, W) or (H, W, 3) in [0, 1]. ``weights``: the attention of one query over the (H/P) * (W/P) patches,
+    shape (num_patches,) in row-major patch order or (H/P, W/P); drop the [CLS] key first (``weights[1:]``). Each weight
+    fills its P x P patch (nearest upsampling). ``grid`` draws the patch borders; ``query`` (a patch index) outlines the
+    query's own patch. Returns the axes.
     """
     img = _hwc(image)
     H, W = img.shape[:2]
@@ -146,10 +144,9 @@ def attention_over_image(image, weights, patch_size, ax=None, alpha=0.6, cmap="i
 def similarity_grid(similarity, grid_h, grid_w, size=3.5, cmap="viridis", vmin=-1.0, vmax=1.0, title=None):
     """Draw a patch-to-patch similarity matrix as the ViT paper's Figure 7 draws position embeddings.
 
-    ``similarity``: (N, N) with N = grid_h * grid_w patches in row-major order, e.g. the cosine
-    similarity of position embeddings. Tile (r, c) of the figure shows row ``r * grid_w + c`` of the
-    matrix, reshaped to the patch grid: how similar patch (r, c) is to every other patch.
-    Returns the (grid_h, grid_w) array of axes.
+    ``similarity``: (N, N) with N = grid_h * grid_w patches in row-major order, e.g. the cosine similarity of position
+    embeddings. Tile (r, c) of the figure shows row ``r * grid_w + c`` of the matrix, reshaped to the patch grid: how
+    similar patch (r, c) is to every other patch. Returns the (grid_h, grid_w) array of axes.
     """
     S = _numpy(similarity)
     N = grid_h * grid_w

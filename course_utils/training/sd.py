@@ -134,4 +134,3 @@ def train_unet(parts: SDParts, config: SDTrainConfig = SDTrainConfig(), judge=No
               every=config.eval_every if judge is not None else 0, evaluate=adherence if judge is not None else None,
               progress=progress, desc=desc)
     return run.ema, SDHistory(loss=run.loss, evals=run.evals, seconds=run.seconds)
-

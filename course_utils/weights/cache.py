@@ -19,12 +19,10 @@ from pathlib import Path
 
 from course_utils.paths import course_cache_dir
 
-__all__ = ["folder_problem", "write_manifest", "build_checked", "sha256_file", "read_checked", "write_checked"]
-
+__all__ = ["folder_problem", "write_manifest", "build_checked", "sha256_file", "read_checked", "write_checked",
+           "file_digest"]
 
 _COMPLETE = ".complete"  # written last into a stand-in folder: its manifest; absent means half-built
-
-
 _MANIFEST_FORMAT = 1     # bump when the manifest's layout changes
 
 
@@ -99,7 +97,11 @@ def _files(folder: Path) -> list[str]:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+    return file_digest(path, hashlib.sha256())
+
+
+def file_digest(path: Path, digest) -> str:
+    """``digest`` (a hashlib object) updated with the bytes of ``path``, in hex."""
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)

@@ -137,6 +137,3 @@ def doctor(print_report: bool = True) -> Report:
 def run(args=None) -> int:
     """``python -m course_utils doctor``: 0 when the report finds no problem."""
     return 0 if doctor().ok else 1
-
-
-

@@ -43,8 +43,8 @@ MINICLIP_EVAL_SIZE = 2000  # images per split for the recorded quality
 
 
 def _machine() -> dict:
-    return {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor() or
-            platform.machine(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+    return {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor()
+            or platform.machine(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
             "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
 
 
@@ -81,21 +81,29 @@ def train_miniclip(out: Path = MINICLIP_DIR, training: ClipTrainConfig = MINICLI
     return record
 
 
-def miniclip_record(folder: Path = MINICLIP_DIR) -> dict:
-    """The committed recipe's record (configuration, time, quality)."""
+def _record(folder: Path, what: str, recipe: str) -> dict:
     path = Path(folder) / "recipe.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no mini-CLIP recipe at {folder}: run `python -m course_utils recipe miniclip`")
+        raise FileNotFoundError(f"no {what} recipe at {folder}: run `python -m course_utils recipe {recipe}`")
     return json.loads(path.read_text())
+
+
+def _float_weights(path: Path) -> dict:
+    """A committed safetensors file (half precision) as float32 tensors."""
+    from safetensors.torch import load_file
+
+    return {k: v.float() for k, v in load_file(str(path)).items()}
+
+
+def miniclip_record(folder: Path = MINICLIP_DIR) -> dict:
+    """The committed recipe's record (configuration, time, quality)."""
+    return _record(folder, "mini-CLIP", "miniclip")
 
 
 def load_miniclip(folder: Path = MINICLIP_DIR):
     """The committed recipe mini-CLIP, as openai's ``clip.model.CLIP`` in float32 and eval mode."""
-    from safetensors.torch import load_file
-
-    record = miniclip_record(folder)
-    model = build_clip(MiniCLIPConfig(**record["config"]))
-    model.load_state_dict({k: v.float() for k, v in load_file(str(Path(folder) / "model.safetensors")).items()})
+    model = build_clip(MiniCLIPConfig(**miniclip_record(folder)["config"]))
+    model.load_state_dict(_float_weights(Path(folder) / "model.safetensors"))
     return model.eval()
 
 
@@ -135,7 +143,6 @@ def text_parts(max_length: int = 16):
     tokenizer = clip_tokenizer()
     tokenizer.model_max_length = max_length
     return tokenizer, text_encoder(load_miniclip(), max_length)
-
 
 
 def train_judge_recipe(out: Path | None = None) -> dict:
@@ -239,37 +246,30 @@ def measure_sd_recipe(out: Path = SD_DIR) -> dict:
 
     ``python -m course_utils recipe sd --measure`` runs this alone, on weights already there.
     """
-
     record = sd_record(out)
     start = time.perf_counter()
     record["quality"] = measure_sd(load_sd(out), load_judge())
-    record["quality"]["seconds"] = round(time.perf_counter() - start, 1)
-    record["quality"]["machine"] = _machine()
+    record["quality"] |= {"seconds": round(time.perf_counter() - start, 1), "machine": _machine()}
     write_record(Path(out) / "recipe.json", record)
     return record
 
 
 def sd_record(folder: Path = SD_DIR) -> dict:
-    path = Path(folder) / "recipe.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no Stable Diffusion recipe at {folder}: run `python -m course_utils recipe sd`")
-    return json.loads(path.read_text())
+    return _record(folder, "Stable Diffusion", "sd")
 
 
 def load_sd(folder: Path = SD_DIR):
     """The committed small Stable Diffusion as ``SDParts`` (float32, eval mode, DDIM scheduler)."""
-    from safetensors.torch import load_file
-
     from course_utils.models.sd import SDParts, UNetConfig, VAEConfig, build_unet, build_vae, noise_schedulers
 
     folder = Path(folder)
     record = sd_record(folder)
     tuples = lambda d: {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
     vae = build_vae(VAEConfig(**tuples(record["vae"]["config"])))
-    vae.load_state_dict({k: v.float() for k, v in load_file(str(folder / "vae.safetensors")).items()})
+    vae.load_state_dict(_float_weights(folder / "vae.safetensors"))
     vae.register_to_config(scaling_factor=record["vae"]["scaling_factor"])
     unet = build_unet(UNetConfig(**tuples(record["unet"]["config"])))
-    unet.load_state_dict({k: v.float() for k, v in load_file(str(folder / "unet.safetensors")).items()})
+    unet.load_state_dict(_float_weights(folder / "unet.safetensors"))
     tokenizer, encoder = text_parts()
     _, ddim = noise_schedulers()
     return SDParts(tokenizer, encoder, vae.eval(), unet.eval(), ddim)

@@ -1,32 +1,21 @@
 """A rehearsal of the real-weights path: ``python -m course_utils rehearse``.
 
-Most students get the real checkpoints: anyone whose machine reaches the Hugging Face hub, every Colab
-user, every classroom that ran ``prepare``. CI cannot download them, so it rehearses: this module lays
-out a local Hugging Face cache holding every checkpoint of the catalogue exactly as the hub serves it
-(the published ``config.json``, ``preprocessor_config.json`` with the legacy ``feature_extractor_type``
-keys of the older repositories, tokenizer files, Stable Diffusion's ``model_index.json`` with its
-``PNDMScheduler``, safety checker and feature extractor), in the hub's own layout (``blobs/`` named by
-digest, ``snapshots/<commit>/`` linking to them, ``refs/main``), with random weights. Then it executes
-every lecture and solution notebook against that cache with the network unreachable and without
-``COURSE_FORCE_STANDINS``, so that every ``ckpt.real`` branch runs, and fails on:
+Most students get the real checkpoints; CI cannot download them, so it rehearses: this module lays out a local Hugging
+Face cache holding every checkpoint of the catalogue as the hub serves it (the published JSON files, tokenizers, Stable
+Diffusion's ``model_index.json`` with its PNDM scheduler, safety checker and feature extractor), in the hub's own layout
+(``blobs/``, ``snapshots/<commit>/``, ``refs/main``), with random weights. Then it executes every lecture and solution
+notebook against that cache with the network unreachable and without ``COURSE_FORCE_STANDINS``, so that every
+``ckpt.real`` branch runs, and fails on:
 
 - any cell that raises;
 - a checkpoint that the cache holds but a notebook got as a stand-in;
 - any retry or failed connection the Hugging Face libraries print (offline must mean offline).
 
-``COURSE_REHEARSAL=1`` tells the notebooks that the real weights are random (``Resolved.trained`` is
-False), so the few asserts about what trained weights predict are skipped, visibly, in the notebook.
-
-Two sizes:
-
-- the default keeps every real *interface* at a reduced width: 224 px inputs and ImageNet's 1,000
-  labels; CLIP's 77-token tokenizer and 512-wide projection; Stable Diffusion's 4-channel latents, 8x
-  VAE, 768-wide text states, 512 px output, PNDM and safety checker. It builds in seconds.
-- ``--full`` builds the exact published sizes (about 8 GB) and measures what a student's 2-core CPU
-  goes through.
-
-``--hf-cache DIR`` runs against a cache built elsewhere (and builds nothing).
-"""
+``COURSE_REHEARSAL=1`` tells the notebooks that the real weights are random (``Resolved.trained`` is False), so the few
+asserts about what trained weights predict are skipped, visibly. By default every real *interface* is kept at a reduced
+width (224 px inputs, 1,000 labels, CLIP's 77 tokens, SD's 4-channel latents, 768-wide text states and 512 px output)
+and builds in seconds; ``--full`` builds the published sizes (about 8 GB); ``--hf-cache DIR`` runs against a cache built
+elsewhere."""
 from __future__ import annotations
 
 import hashlib
@@ -83,8 +72,8 @@ REDUCED: dict[str, dict[str, dict]] = {
 # ---------------------------------------------------------------- the published files
 
 def published_files(name: str) -> dict[str, dict]:
-    """The small JSON files of the real repository ``name`` as published (path -> parsed JSON); the
-    ImageNet classifiers' ``id2label`` / ``label2id`` are filled in from the one list of 1,000 labels."""
+    """The small JSON files of the real repository ``name`` as published (path -> parsed JSON), ImageNet's 1,000 labels
+    filled in."""
     folder = PUBLISHED / name.replace("/", "--")
     if not folder.is_dir():
         raise FileNotFoundError(f"no published files for {name} in {folder}")
@@ -109,8 +98,8 @@ def _merge(base: dict, changes: dict) -> dict:
 
 
 def repository(name: str, full: bool, scratch: Path) -> dict[str, bytes]:
-    """Every file of the rehearsal's copy of ``name`` (path -> bytes): the published JSON files (reduced
-    widths unless ``full``), tokenizer vocabularies, and random weights that fit the configuration."""
+    """Every file of the rehearsal's copy of ``name`` (path -> bytes): the published JSON files (reduced widths unless
+    ``full``), tokenizer vocabularies, and random weights that fit the configuration."""
     files = published_files(name)
     if not full:
         files = {path: _merge(content, REDUCED.get(name, {}).get(path, {})) for path, content in files.items()}
@@ -193,9 +182,8 @@ def _git_blob_sha1(data: bytes) -> str:
 
 
 def lay_out(name: str, files: dict[str, bytes], cache: Path) -> Path:
-    """Write ``files`` as the hub's cache holds a repository: ``models--org--name/blobs/<digest>`` (the
-    sha256 for weights, which the hub stores with git LFS; git's sha1 for the rest),
-    ``snapshots/<commit>/<path>`` linking to them, and ``refs/main`` naming the commit."""
+    """Write ``files`` as the hub's cache holds a repository: ``blobs/<digest>`` (sha256 for weights, git's sha1 for the
+    rest), ``snapshots/<commit>/<path>`` linking to them, and ``refs/main`` naming the commit."""
     root = cache / ("models--" + name.replace("/", "--"))
     commit = hashlib.sha1(f"course rehearsal of {name}".encode()).hexdigest()
     (root / "blobs").mkdir(parents=True, exist_ok=True)
@@ -213,9 +201,8 @@ def lay_out(name: str, files: dict[str, bytes], cache: Path) -> Path:
 
 
 def build_cache(cache: Path, full: bool = False, names: list[str] | None = None) -> dict[str, int]:
-    """Lay out the rehearsal's copy of every Hugging Face checkpoint in the catalogue under ``cache``
-    (a Hugging Face hub cache folder); returns each one's bytes. openai's ``ViT-B/32`` gets no archive:
-    as on a student's machine today, the course converts ``openai/clip-vit-base-patch32`` for it."""
+    """Lay out the rehearsal's copy of every Hugging Face checkpoint of the catalogue under ``cache``; returns each one's
+    bytes. ``ViT-B/32`` gets no archive: as on a student's machine today, it is converted from its transformers twin."""
     from tqdm.auto import tqdm
 
     names = names or [n for n, c in resolver.CATALOGUE.items() if c.library != "clip"]
@@ -258,11 +245,9 @@ def unreachable_port():
 
 
 def kernel_environment(cache: Path, port: int, course_cache: Path) -> dict[str, str]:
-    """The environment of a student whose classroom ran ``prepare``, then lost the network: the cache
-    holds the real checkpoints, the hub and every other address refuse connections, and nothing tells
-    the course to be offline or to use stand-ins. ``course_cache`` is where stand-ins and converted
-    archives go; its ``trained/`` is the caller's, so the live trainings of a run just made (the
-    README's test command runs the stand-in notebooks first) are not run again."""
+    """The environment of a classroom that ran ``prepare``, then lost the network: the hub and every other address refuse
+    connections, and nothing says offline or stand-ins. ``course_cache`` gets stand-ins and converted archives; its
+    ``trained/`` links to the caller's, so live trainings already run are not run again."""
     env = {k: v for k, v in os.environ.items()
            if k not in {"COURSE_FORCE_STANDINS", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE",
                         "NO_PROXY", "no_proxy", "MPLBACKEND"}}
@@ -281,8 +266,8 @@ def kernel_environment(cache: Path, port: int, course_cache: Path) -> dict[str, 
 
 
 def run_notebook(path: Path, env: dict[str, str], timeout: int = 900, save: Path | None = None) -> Outcome:
-    """Execute ``path`` in a kernel with ``env``; report what went wrong. The notebook itself is never
-    written; with ``save``, the executed copy is written into that folder, for reading."""
+    """Execute ``path`` in a kernel with ``env`` (never writing it; with ``save``, a copy into that folder); report what
+    went wrong."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
@@ -341,8 +326,8 @@ def _text(output) -> str:
 
 
 def notebooks(only: list[str] | None = None, real_only: bool = False) -> list[Path]:
-    """Every lecture and solution notebook, or those whose path contains one of ``only``; with
-    ``real_only``, only those that resolve a real checkpoint (the others run the same either way)."""
+    """Every lecture and solution notebook, or those whose path contains one of ``only``; with ``real_only``, only those
+    that resolve a real checkpoint."""
     paths = [p for folder in NOTEBOOKS for p in sorted((ROOT / folder).glob("*.ipynb"))]
     paths = [p for p in paths if not only or any(o in str(p.relative_to(ROOT)) for o in only)]
     return [p for p in paths if not real_only or resolves(p)]

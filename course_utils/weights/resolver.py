@@ -8,10 +8,9 @@ the course's build machines do not. One call decides, quickly and once per proce
     ckpt = resolve("google/vit-base-patch16-224")   # prints a one-line banner
     model = ViTForImageClassification.from_pretrained(ckpt.path)
 
-``ckpt.path`` is the hub name when the real weights are usable and the hub answers, the cached
-folder of the real weights when it does not, and otherwise the folder of the registered **stand-in**: a small
-model of the same architecture, trained by the course's own code and saved in the library's own
-format, so the *same* ``from_pretrained`` call loads it.
+``ckpt.path`` is the hub name when the real weights are usable and the hub answers, their cached folder when it does
+not, and otherwise the folder of the registered **stand-in**: a small model of the same architecture, trained by the
+course's own code and saved in the library's own format, so the *same* ``from_pretrained`` call loads it.
 
 The decision, in order:
 1. ``COURSE_FORCE_STANDINS=1`` (CI sets it): stand-in.
@@ -24,16 +23,11 @@ The decision, in order:
    files it added are removed, one line says why, and the notebook gets the stand-in.
 5. Otherwise (offline, not cached or damaged): the stand-in.
 
-openai's ``ViT-B/32`` and ``openai/clip-vit-base-patch32`` are one network in two formats and resolve
-together (:data:`CLIP_TWINS`); where openai's own archive cannot be had, the transformers weights are
-converted into one that ``clip.load`` reads. ``Resolved.trained`` is False only in a rehearsal
-(``python -m course_utils rehearse``), whose real checkpoints hold random weights.
-
-Later chapters register their stand-ins with :func:`register_standin`. A stand-in is built once into
-the course cache (:func:`course_cache_dir`) and checked every time it is handed out: its
-``.complete`` marker holds a manifest (the size and sha256 of every file, see
-:func:`write_manifest`), and a copy that is half-built, outdated, truncated or changed is rebuilt,
-with a message, never loaded.
+openai's ``ViT-B/32`` and ``openai/clip-vit-base-patch32`` are one network in two formats and resolve together
+(:data:`CLIP_TWINS`); where openai's own archive cannot be had, the transformers weights are converted into one that
+``clip.load`` reads. ``Resolved.trained`` is False only in a rehearsal (``python -m course_utils rehearse``), whose real
+checkpoints hold random weights. Stand-ins are registered in ``course_utils.weights.standins`` and built, checked and
+rebuilt in the course cache as ``course_utils.weights.cache`` describes.
 """
 from __future__ import annotations
 
@@ -53,7 +47,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from course_utils.paths import course_cache_dir
-from course_utils.weights import standins
+from course_utils.weights import cache, standins
 from course_utils.weights.cache import build_checked, folder_problem, read_checked, sha256_file, write_checked
 from course_utils.weights.standins import CheckpointUnavailable, build_standin
 
@@ -66,9 +60,8 @@ __all__ = [
 PROBE_TIMEOUT_S = 2.0
 
 
-# What the course loads from a checkpoint, as groups of paths inside its repository: each group is
-# satisfied by any one of its paths (the weights come as one safetensors file, as shards listed by an
-# index, or as a pickle from before safetensors, which transformers reads with ``weights_only``).
+# What the course loads from a checkpoint, as groups of paths inside its repository, each satisfied by any one of its
+# paths (the weights: one safetensors file, shards listed by an index, or a pickle from before safetensors).
 _HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 _DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 _CLASSIFIER = (("config.json",), ("preprocessor_config.json",), _HF_WEIGHTS)
@@ -109,15 +102,8 @@ CATALOGUE: dict[str, Checkpoint] = {c.name: c for c in [
     Checkpoint("stable-diffusion-v1-5/stable-diffusion-v1-5", "diffusers", "07", "Stable Diffusion 1.5", _SD_NEEDS),
 ]}
 
-# openai's ViT-B/32 is openai/clip-vit-base-patch32 in another format: the two resolve together, and
-# where openai's own archive cannot be had, the course converts the transformers weights for clip.load.
+# openai's ViT-B/32 is openai/clip-vit-base-patch32 in another format (see the module docstring)
 CLIP_TWINS = {"ViT-B/32": "openai/clip-vit-base-patch32"}
-
-
-
-
-
-
 
 
 @dataclass(frozen=True)
@@ -128,8 +114,7 @@ class Resolved:
     path: str     # the hub name (real), or a local folder / file (a stand-in, a converted archive)
     real: bool
     reason: str   # why, in a few words
-    trained: bool = True  # False only for a rehearsal's random real weights (COURSE_REHEARSAL=1): checks
-                          # of what trained weights predict ("the cat is a cat") are skipped then
+    trained: bool = True  # False only for a rehearsal's random real weights: what they predict is not checked
 
     @property
     def banner(self) -> str:
@@ -152,8 +137,6 @@ class HubStatus:
 
 # ---------------------------------------------------------------- where things live
 
-
-
 def hf_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     """The Hugging Face hub cache (``cache_dir`` if given), as huggingface_hub computes it."""
     if cache_dir:
@@ -168,8 +151,7 @@ def clip_cache_dir() -> Path:
     return Path(os.environ.get("COURSE_CLIP_CACHE") or os.path.expanduser("~/.cache/clip"))
 
 
-# openai clip's download address of each catalogue model (its package keeps them in a private table):
-# the folder before the file name is the file's sha256, which clip's downloader, and the course's, check
+# openai clip's download address of each catalogue model: the folder before the file name is the file's sha256
 OPENAI_URLS = {"ViT-B/32": "https://openaipublic.azureedge.net/clip/models/"
                            "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt"}
 
@@ -180,8 +162,7 @@ def clip_url(name: str) -> str | None:
 
 
 def rehearsing() -> bool:
-    """True in a rehearsal of the real path (``python -m course_utils rehearse``): the real checkpoints
-    in the cache hold random weights, so nothing may be concluded from what they predict."""
+    """True in a rehearsal of the real path (``COURSE_REHEARSAL=1``), whose real checkpoints hold random weights."""
     return _flag("COURSE_REHEARSAL")
 
 
@@ -203,15 +184,14 @@ def cached_file(name: str, path: str, cache_dir: str | os.PathLike | None = None
 
 
 def snapshot(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
-    """The cached folder of the real checkpoint ``name`` (``snapshots/<commit>/`` of revision main), which
-    ``from_pretrained`` loads like the hub name, without a network."""
+    """The cached folder of ``name`` (``snapshots/<commit>/`` of revision main), loadable without a network."""
     return cached_file(name, CATALOGUE[name].needs[0][0], cache_dir).parents[CATALOGUE[name].needs[0][0].count("/")]
 
 
 def real_problem(name: str, cache_dir: str | os.PathLike | None = None) -> str | None:
-    """What keeps the cached real checkpoint ``name`` from loading ("is not cached", "is incomplete
-    (missing ...)", "is damaged (model.safetensors: ...)"), or None when every file the course loads is
-    there and intact. Needs no network; see :func:`file_problem` for what "intact" means."""
+    """What keeps the cached real checkpoint ``name`` from loading ("is not cached", "is incomplete (missing ...)", "is
+    damaged (model.safetensors: ...)"), or None when every file the course loads is there and intact (:func:`file_problem`).
+    Needs no network."""
     missing, damaged = [], []
     for group in CATALOGUE[name].needs:
         found = next(((path, file) for path in group if (file := cached_file(name, path, cache_dir))), None)
@@ -241,10 +221,9 @@ def real_problem(name: str, cache_dir: str | os.PathLike | None = None) -> str |
 
 
 def file_problem(path: Path) -> str | None:
-    """What is wrong with one cached file, or None. A JSON file must parse; a safetensors file must be as
-    long as its header says; and a file whose content the cache names it by (the hub's blobs are named
-    by their sha256, or by git's sha1 for small files) must have that digest. Digests are checked once
-    per file and remembered (by path, size and time) in the course cache."""
+    """What is wrong with one cached file, or None. A JSON file must parse; a safetensors file must be as long as its
+    header says; a blob named by its sha256 (or git's sha1, for small files) must have that digest, checked once and
+    remembered by path, size and time."""
     target = path.resolve()
     if not target.is_file():
         return "missing (a link to nothing)"
@@ -288,22 +267,13 @@ def _safetensors_problem(path: Path, size: int) -> str | None:
     return None if size == expected else f"{size:,} of {expected:,} bytes"
 
 
-
-
-
-
 def _git_sha1(path: Path) -> str:
     """git's name for a file's contents: sha1 of "blob <size>\\0" and the bytes."""
-    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return cache.file_digest(path, hashlib.sha1(f"blob {path.stat().st_size}\0".encode()))
 
 
 def is_cached(name: str, cache_dir: str | os.PathLike | None = None) -> bool:
-    """True when the real weights of ``name`` are on this machine, intact (no network used). For openai's
-    ``ViT-B/32``: its archive, or the transformers twin it is converted from."""
+    """True when the real weights of ``name`` are cached and intact (for ``ViT-B/32``: its archive, or its twin)."""
     if name in CLIP_TWINS:
         return openai_archive(name) is not None or is_cached(CLIP_TWINS[name], cache_dir)
     return name in CATALOGUE and real_problem(name, cache_dir) is None
@@ -328,10 +298,8 @@ FALLBACK_FILES = {"transformers": ("pytorch_model.bin",),
 
 
 def download(name: str, cache_dir: str | os.PathLike | None = None) -> None:
-    """Fetch what the course loads of ``name`` into the Hugging Face cache with huggingface_hub's own
-    downloader (progress bars, resumable). Whatever fails, nothing half-written stays behind: the files
-    this call added are removed again, and the error is raised. Its retry warnings are not printed:
-    the caller says what happened in one line."""
+    """Fetch what the course loads of ``name`` into the Hugging Face cache with huggingface_hub's own downloader. On
+    any failure the files this call added are removed and the error is raised; its retry warnings are not printed."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.file_download import repo_folder_name
 
@@ -385,8 +353,7 @@ def _remove_damaged(name: str, cache_dir) -> None:
 
 
 def openai_archive(name: str) -> Path | None:
-    """openai's own archive for ``name`` in clip's cache, when it is there and its sha256 is the one in
-    its address (openai names each file by its digest); None otherwise."""
+    """openai's own archive for ``name`` in clip's cache when it is there with the sha256 its address names, else None."""
     url = clip_url(name)
     if url is None:
         return None
@@ -404,8 +371,8 @@ def openai_archive(name: str) -> Path | None:
 
 
 def download_openai_archive(name: str, timeout: float = PROBE_TIMEOUT_S) -> Path:
-    """Fetch openai's archive for ``name`` into clip's cache, checking its sha256 (the last folder of its
-    address) before it is put in place. Raises on any failure, leaving nothing behind."""
+    """Fetch openai's archive for ``name`` into clip's cache, checking its sha256 before it is put in place. Raises on
+    any failure, leaving nothing behind."""
     url = clip_url(name)
     if url is None:
         raise KeyError(f"openai clip has no model named {name!r}")
@@ -459,12 +426,8 @@ def go_offline() -> None:
 
 @lru_cache(maxsize=1)
 def hub_status() -> HubStatus:
-    """Ask the hub once per process, waiting at most ``PROBE_TIMEOUT_S`` in all.
-
-    The probe runs in a daemon thread, so even a DNS lookup that hangs (urllib's timeout does
-    not cover it) costs no more than the limit. When the hub does not answer, the process goes
-    offline (see :func:`go_offline`).
-    """
+    """Ask the hub once per process, waiting at most ``PROBE_TIMEOUT_S`` in all (in a daemon thread, so even a hanging
+    DNS lookup costs no more); when it does not answer, the process goes offline (:func:`go_offline`)."""
     start = time.perf_counter()
     if _flag("HF_HUB_OFFLINE"):
         go_offline()  # the variable may have been set after huggingface_hub read it
@@ -496,42 +459,10 @@ def _short(error: BaseException) -> str:
     return f"{type(reason).__name__}: {reason}"[:80]
 
 
-# ---------------------------------------------------------------- stand-ins
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 # ---------------------------------------------------------------- the decision
 
 def resolve(name: str, *, quiet: bool = False, cache_dir: str | os.PathLike | None = None) -> Resolved:
-    """Decide between the real checkpoint ``name`` and its stand-in, and print a one-line banner.
-
-    Asks the network at most once per process, for at most ``PROBE_TIMEOUT_S``; where the hub does
-    not answer, the process goes offline (cached weights or not), so nothing later retries it.
-    """
+    """Decide between the real checkpoint ``name`` and its stand-in (see the module docstring); print a one-line banner."""
     if not isinstance(name, str) or not name:
         raise TypeError(f"resolve() expects a checkpoint name such as 'google/vit-base-patch16-224', got {name!r}")
     if name not in CATALOGUE and name not in standins.STANDINS:
@@ -581,9 +512,8 @@ def _real(name: str, path: str, reason: str) -> Resolved:
 
 
 def _decide_openai_clip(name: str, cache_dir) -> Resolved:
-    """openai's ``ViT-B/32`` goes with its transformers twin: real when the twin is, from openai's own
-    archive when it can be had, otherwise converted from the twin's weights (openai's download
-    addresses answer 404 since October 2025: openai/CLIP issue 516)."""
+    """openai's ``ViT-B/32`` is real when its transformers twin is: openai's own archive when it can be had, otherwise
+    the twin's weights converted (openai's download addresses answer 404 since October 2025: openai/CLIP issue 516)."""
     twin = _decide(CLIP_TWINS[name], cache_dir)
     if not twin.real:
         return _standin(name, f"as its twin {twin.name}: {twin.reason}")
@@ -601,8 +531,8 @@ def _decide_openai_clip(name: str, cache_dir) -> Resolved:
 
 
 def converted_clip_archive(name: str, cache_dir=None) -> Path:
-    """A ``clip.load``-able archive of ``name`` built from its transformers twin's safetensors (the
-    source of truth) and kept in the course cache with a manifest; rebuilt when the twin changes."""
+    """A ``clip.load``-able archive of ``name`` built from its transformers twin's safetensors, kept in the course cache
+    with a manifest; rebuilt when the twin changes."""
     from course_utils.interop.clip_formats import save_transformers_for_clip
 
     twin = CLIP_TWINS[name]

@@ -1,11 +1,10 @@
 """The course's stand-ins: for each real checkpoint, a small model of the same architecture that the same
 public call loads (``course_utils.weights.resolver.resolve`` hands one out where the real weights cannot be had).
 
-``STANDINS`` is the registry, filled below, explicitly, one ``register_standin`` per checkpoint. Each entry
-names the real checkpoint it replaces, a builder that trains a small model of the same
-architecture with the course's own code on the course's own data and saves it in the library's
-own format, and one line saying what it is. Builders import their heavy dependencies when called,
-so importing this module costs nothing.
+``STANDINS`` is the registry, filled below, explicitly, one ``register_standin`` per checkpoint. Each entry names the
+real checkpoint it replaces, a builder that trains a small model of the same architecture with the course's own code on
+the course's own data and saves it in the library's own format, and one line saying what it is. Builders import their
+heavy dependencies when called, so importing this module costs nothing.
 """
 from __future__ import annotations
 
@@ -75,8 +74,6 @@ def build_standin(name: str, rebuild: bool = False, build: Callable[[Path], None
                          f"the cached stand-in for {name}", rebuild)
 
 
-
-
 def _notes(name: str, recipe: str, size: int, training, history, **described) -> dict:
     """What a stand-in's training.json records: what it stands in for, how it was trained, how well it did."""
     from dataclasses import asdict
@@ -135,9 +132,8 @@ CLASSIFIER_STANDINS: dict[str, str] = {}  # real checkpoint -> the course_utils.
 
 
 def export_classifier(model, family, folder: str | Path) -> Path:
-    """Save ``model`` for ``AutoModelForImageClassification.from_pretrained(folder)`` and its processor
-    for ``AutoImageProcessor.from_pretrained(folder)``: config.json, model.safetensors,
-    preprocessor_config.json."""
+    """Save ``model`` for ``AutoModelForImageClassification.from_pretrained(folder)`` and its processor for
+    ``AutoImageProcessor.from_pretrained(folder)``: config.json, model.safetensors, preprocessor_config.json."""
 
     from course_utils.models.classifiers import image_processor
 
@@ -149,10 +145,9 @@ def export_classifier(model, family, folder: str | Path) -> Path:
 
 
 def _build_classifier(folder, name, model=None, history=None, training=None):
-    """The tiny ``course_utils.models.classifiers`` family that stands in for ``name``, trained on digits and saved
-    with ``save_pretrained`` beside the real checkpoint's image processor class, id2label and training.json.
-    Trains it first unless a lecture hands over the transformers ``model`` it trained, with its
-    ``history`` and ``training`` config."""
+    """The tiny ``course_utils.models.classifiers`` family that stands in for ``name``, trained on digits and saved with
+    ``save_pretrained`` beside the real checkpoint's image processor class, id2label and training.json. Trains it first
+    unless a lecture hands over the transformers ``model`` it trained, with its ``history`` and ``training`` config."""
     from dataclasses import asdict
 
     from course_utils.models.classifiers import FAMILIES

@@ -63,8 +63,7 @@ def call(fn: Callable, *args, what: str = "your function", where: str = "", **kw
     except Exception as e:  # noqa: BLE001 - any error in the student's code is reported, not shown raw
         given = f" {where}" if where else ""
         message = _first_line(e)
-        raise CheckFailed(f"{what} raised {type(e).__name__}{given}"
-                          + (f": {message}" if message else "")) from e
+        raise CheckFailed(f"{what} raised {type(e).__name__}{given}" + (f": {message}" if message else "")) from e
 
 
 def close(actual, expected, rtol: float = 1e-4, atol: float = 1e-5) -> bool:

@@ -122,7 +122,6 @@ def _returned_tensor(result, what):
     return result
 
 
-
 # ---------------------------------------------------------------------------------- layer_norm
 
 def _ln(x, weight, bias, eps=1e-5, *, dims=(-1,), correction=0, eps_at="inside", by="std", centre="mean",
