@@ -1,15 +1,13 @@
-"""The course's stand-ins: for each real checkpoint, a small model of the same architecture that the same
-public call loads (``course_utils.weights.resolver.resolve`` hands one out where the real weights cannot be had).
+"""The course's stand-ins: for each real checkpoint, a small model of the same architecture that the same public call
+loads (``course_utils.weights.resolver.resolve`` hands one out where the real weights cannot be had).
 
-``STANDINS`` is the registry, filled below, explicitly, one ``register_standin`` per checkpoint. Each entry names the
-real checkpoint it replaces, a builder that trains a small model of the same architecture with the course's own code on
-the course's own data and saves it in the library's own format, and one line saying what it is. Builders import their
-heavy dependencies when called, so importing this module costs nothing.
-"""
+``STANDINS`` is the registry, filled below, one ``register_standin`` per checkpoint: a builder that trains the model with
+the course's own code on the course's own data and saves it in the library's own format, and one line saying what it
+is. Builders import their heavy dependencies when called, so importing this module costs nothing."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from course_utils.paths import course_cache_dir
@@ -33,15 +31,12 @@ class CheckpointUnavailable(RuntimeError):
     """Neither the real checkpoint nor a stand-in can be had."""
 
 
-def register_standin(name: str, build: Callable[[Path], None], about: str, version: str = "1",
-                     entry: str = "") -> None:
+def register_standin(name: str, build: Callable[[Path], None], about: str, version: str = "1", entry: str = "") -> None:
     """Register how to build the stand-in for the real checkpoint ``name``.
 
-    ``build(folder)`` writes files that the library's own loading call accepts
-    (``save_pretrained`` output, a TorchScript archive for ``clip.load``...). It is called once;
-    the folder is then reused until ``version`` changes. ``entry`` names the file inside the folder
-    that the loading call takes (``clip.load`` wants a file, ``from_pretrained`` the folder).
-    """
+    ``build(folder)`` writes files that the library's own loading call accepts; it is called once, and the folder reused
+    until ``version`` changes. ``entry`` names the file inside the folder that the loading call takes (``clip.load`` wants a
+    file, ``from_pretrained`` the folder)."""
     STANDINS[name] = StandIn(build=build, about=about, version=version, entry=entry)
 
 
@@ -56,18 +51,14 @@ def standin_built(name: str) -> bool:
 
 
 def standin_problem(name: str) -> str | None:
-    """What is wrong with the cached stand-in for ``name`` ("is damaged (...)"), or None when it is
-    intact. Checks the size of every file, then its sha256 (milliseconds for a few MB)."""
+    """What is wrong with the cached stand-in for ``name`` ("is damaged (...)"), or None when it is intact."""
     return folder_problem(standin_dir(name), STANDINS[name].version)
 
 
 def build_standin(name: str, rebuild: bool = False, build: Callable[[Path], None] | None = None) -> Path:
-    """The stand-in's folder, building it first when it is missing, and rebuilding it (with a
-    message) when the cached copy is half-built, outdated or damaged (see :func:`standin_problem`).
-
-    ``build`` replaces the registered builder for this call (a lecture installing the model it
-    has just trained); ``rebuild=True`` replaces a cached copy.
-    """
+    """The stand-in's folder, built first when missing and rebuilt (with a message) when half-built, outdated or damaged.
+    ``build`` replaces the registered builder for this call (a lecture installing the model it has just trained);
+    ``rebuild=True`` replaces a cached copy."""
     if name not in STANDINS:
         raise CheckpointUnavailable(f"the course registers no stand-in for {name!r}")
     return build_checked(standin_dir(name), STANDINS[name].version, build or STANDINS[name].build,
@@ -76,8 +67,6 @@ def build_standin(name: str, rebuild: bool = False, build: Callable[[Path], None
 
 def _notes(name: str, recipe: str, size: int, training, history, **described) -> dict:
     """What a stand-in's training.json records: what it stands in for, how it was trained, how well it did."""
-    from dataclasses import asdict
-
     import torch
 
     return {
@@ -96,11 +85,8 @@ VIT_TRAINING = None  # None: the lecture's recipe, course_utils.training.classif
 
 
 def _build_vit(folder, model=None, history=None, training=None):
-    """The lecture's digits ViT (chapter 03) saved with ``save_pretrained`` beside a ``ViTImageProcessor``
-    config, id2label and training.json. Trains it first (the same function and recipe as the lecture)
-    unless the lecture hands over the ``model`` it trained, with its ``history`` and ``training`` config."""
-    from dataclasses import asdict
-
+    """The lecture's digits ViT (chapter 03) saved with ``save_pretrained`` beside a ``ViTImageProcessor`` config, id2label
+    and training.json; trained first unless the lecture hands over its ``model``, ``history`` and ``training`` config."""
     from course_utils.data.digits import DIGITS_LABELS
     from course_utils.interop.hf_vit import export_pretrained
     from course_utils.training.classifier import DIGITS_TRAINING, train_digits_vit
@@ -117,8 +103,7 @@ def _build_vit(folder, model=None, history=None, training=None):
 def save_vit_standin(model, history, training=None):
     """Install a trained digits ViT (the lecture's) as the stand-in for google/vit-base-patch16-224,
     replacing any cached copy; returns its folder. ``resolve`` hands it out from then on."""
-    return build_standin(VIT_NAME, rebuild=True,
-                         build=lambda folder: _build_vit(folder, model, history, training))
+    return build_standin(VIT_NAME, rebuild=True, build=lambda folder: _build_vit(folder, model, history, training))
 
 
 register_standin(VIT_NAME, build=_build_vit, version="1",
@@ -132,9 +117,8 @@ CLASSIFIER_STANDINS: dict[str, str] = {}  # real checkpoint -> the course_utils.
 
 
 def export_classifier(model, family, folder: str | Path) -> Path:
-    """Save ``model`` for ``AutoModelForImageClassification.from_pretrained(folder)`` and its processor for
-    ``AutoImageProcessor.from_pretrained(folder)``: config.json, model.safetensors, preprocessor_config.json."""
-
+    """Save ``model`` and its image processor for ``from_pretrained(folder)``: config.json, model.safetensors,
+    preprocessor_config.json."""
     from course_utils.models.classifiers import image_processor
 
     folder = Path(folder)
@@ -145,11 +129,8 @@ def export_classifier(model, family, folder: str | Path) -> Path:
 
 
 def _build_classifier(folder, name, model=None, history=None, training=None):
-    """The tiny ``course_utils.models.classifiers`` family that stands in for ``name``, trained on digits and saved with
-    ``save_pretrained`` beside the real checkpoint's image processor class, id2label and training.json. Trains it first
-    unless a lecture hands over the transformers ``model`` it trained, with its ``history`` and ``training`` config."""
-    from dataclasses import asdict
-
+    """The tiny ``course_utils.models.classifiers`` family that stands in for ``name``, saved as :func:`_build_vit` saves the
+    ViT (trained first unless a lecture hands over its ``model``, ``history`` and ``training``)."""
     from course_utils.models.classifiers import FAMILIES
     from course_utils.training.classifier import FAMILY_TRAINING, train_family
 
@@ -188,53 +169,38 @@ _register_classifier("facebook/convnext-tiny-224", "convnext",
 
 # ---------------------------------------------------------------- chapter 05: openai CLIP ViT-B/32, both libraries
 
-def _clip_notes(name: str) -> dict:
-    from course_utils.weights.recipes import miniclip_record
+def _build_clip(folder, name):
+    """The recipe mini-CLIP for ``name``: as a TorchScript archive, ``model.pt``, which ``clip.load(path)`` accepts
+    (ViT-B/32), or as transformers' ``CLIPModel`` with a ``CLIPProcessor`` (openai's vocabulary)."""
+    from course_utils.interop.clip_formats import save_for_clip, save_for_transformers
+    from course_utils.weights.recipes import load_miniclip, miniclip_record
 
+    if name == "ViT-B/32":
+        save_for_clip(load_miniclip(), folder / "model.pt")
+    else:
+        save_for_transformers(load_miniclip(), folder)
     record = miniclip_record()
-    return {"what": f"stand-in for {name}, built by course_utils.weights.standins from the committed recipe mini-CLIP",
-            **{k: record[k] for k in ("script", "config", "training", "seconds", "machine", "parameters", "quality")}}
-
-
-def _build_clip_archive(folder):
-    """The recipe mini-CLIP as a TorchScript archive, ``model.pt``, which ``clip.load(path)`` accepts."""
-
-    from course_utils.interop.clip_formats import save_for_clip
-    from course_utils.weights.recipes import load_miniclip
-
-    save_for_clip(load_miniclip(), folder / "model.pt")
-    write_record(folder / "training.json", _clip_notes("ViT-B/32"))
-
-
-def _build_clip_hf(folder):
-    """The recipe mini-CLIP as transformers' ``CLIPModel`` with a ``CLIPProcessor`` (openai's vocabulary)."""
-    from course_utils.interop.clip_formats import save_for_transformers
-    from course_utils.weights.recipes import load_miniclip
-
-    save_for_transformers(load_miniclip(), folder)
-    write_record(folder / "training.json", _clip_notes("openai/clip-vit-base-patch32"))
+    write_record(folder / "training.json", {
+        "what": f"stand-in for {name}, built by course_utils.weights.standins from the committed recipe mini-CLIP",
+        **{k: record[k] for k in ("script", "config", "training", "seconds", "machine", "parameters", "quality")}})
 
 
 def _recipe_version() -> str:
     """The stand-ins follow the committed weights: a new recipe run gives a new version, so cached copies are rebuilt."""
-    from pathlib import Path
-
     weights = Path(__file__).parent / "miniclip" / "model.safetensors"  # recipes.MINICLIP_DIR
     return "1-" + (sha256_file(weights)[:12] if weights.is_file() else "missing")
 
 
 _MINICLIP_ABOUT = "the course's recipe mini-CLIP trained on captioned shapes (32 px, 2-layer ViT and text transformer)"
 _MINICLIP_VERSION = _recipe_version()  # hashes the 6.8 MB weights once per process (about 20 ms)
-register_standin("ViT-B/32", build=_build_clip_archive, about=_MINICLIP_ABOUT, version=_MINICLIP_VERSION, entry="model.pt")
-register_standin("openai/clip-vit-base-patch32", build=_build_clip_hf, about=_MINICLIP_ABOUT,
-                 version=_MINICLIP_VERSION)
+for _name in ("ViT-B/32", "openai/clip-vit-base-patch32"):
+    register_standin(_name, build=lambda folder, name=_name: _build_clip(folder, name), about=_MINICLIP_ABOUT,
+                     version=_MINICLIP_VERSION, entry="model.pt" if _name == "ViT-B/32" else "")
 
 
 # ---------------------------------------------------------------- chapter 07: Stable Diffusion 1.x
 
 def _sd_version() -> str:
-    from pathlib import Path
-
     folder = Path(__file__).parent / "sd"  # recipes.SD_DIR
     files = [folder / "unet.safetensors", folder / "vae.safetensors"]
     if not all(f.is_file() for f in files):
@@ -244,7 +210,6 @@ def _sd_version() -> str:
 
 def _build_sd(folder):
     """The recipe's small Stable Diffusion as a ``StableDiffusionPipeline`` folder (``save_pretrained``)."""
-
     from course_utils.models.sd import pipeline
     from course_utils.weights.recipes import load_sd, sd_record
 
@@ -259,5 +224,4 @@ def _build_sd(folder):
 
 _SD_ABOUT = ("the course's small Stable Diffusion: mini-CLIP text encoder, VAE and UNet trained on captioned "
              "shapes (32 px images, 16x16x4 latents)")
-register_standin("stable-diffusion-v1-5/stable-diffusion-v1-5", build=_build_sd, about=_SD_ABOUT,
-                 version=_sd_version())
+register_standin("stable-diffusion-v1-5/stable-diffusion-v1-5", build=_build_sd, about=_SD_ABOUT, version=_sd_version())
