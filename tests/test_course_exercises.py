@@ -16,13 +16,15 @@ import nbformat
 import pytest
 
 from course_utils.grading.checker import check_notebook
-from course_utils.grading.exercises import check_exercises_up_to_date
+from course_utils.grading.exercises import check_exercises_up_to_date, find_exercises
 
 pytestmark = pytest.mark.slow  # every test here starts kernels, servers or builds: seconds to minutes
 
 
 ROOT = Path(__file__).resolve().parents[1]
-MARKER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.MULTILINE)
+# the solution markers, and a stub block (the code a debugging exercise gives) with its markers
+MARKER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?|^[ \t]*### BEGIN STUB[ \t]*\n(.*\n)*?[ \t]*### END STUB[ \t]*\n?",
+                    re.MULTILINE)
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 
 
@@ -50,9 +52,9 @@ def test_solution_pasted_into_the_exercise_gives_back_the_solution(solution):
     solved = nbformat.read(solution, as_version=4)
     exercise = nbformat.read(ROOT / "exercises" / solution.name, as_version=4)
     by_id = {cell.id: cell for cell in solved.cells}
-    stubs = [cell for cell in exercise.cells
-             if cell.cell_type == "code" and "raise NotImplementedError()" in cell.source]
-    assert stubs, "the exercise notebook has no stub"
+    stub_ids = {e.cell_id for e in find_exercises(solved)}  # a stub, or code to debug (a STUB block)
+    stubs = [cell for cell in exercise.cells if cell.get("id") in stub_ids]
+    assert len(stubs) == len(stub_ids), "the exercise notebook lost a stub cell"
     for cell in stubs:  # what a student does: paste the answer over the stub
         cell.source = MARKER.sub("", by_id[cell.id].source)
     code = lambda nb: [(c.id, c.source) for c in nb.cells if c.cell_type == "code"]  # noqa: E731

@@ -198,6 +198,24 @@ def test_stub_replaces_each_block_at_its_indentation():
                                    "\traise NotImplementedError()\n")
 
 
+def test_a_stub_block_gives_the_student_code_to_fix():
+    source = ("def f(q, k):\n"
+              "    ### BEGIN SOLUTION\n"
+              "    s = q @ k / 2  # fixed\n"
+              "    ### END SOLUTION\n"
+              "    ### BEGIN STUB\n"
+              "    # s = q @ k\n"
+              "    #\n"
+              "    # if s:\n"
+              "    #     s = -s\n"
+              "    ### END STUB\n"
+              "    return s\n")
+    assert stub_source(source) == "def f(q, k):\n    s = q @ k\n\n    if s:\n        s = -s\n    return s\n"
+    exercise = make_exercise(_one_cell_notebook(source))
+    assert exercise.cells[2].source == stub_source(source)
+    assert find_exercises(_one_cell_notebook(source))[0].name == "f"
+
+
 def _one_cell_notebook(source, cell_type="code"):
     make = new_code_cell if cell_type == "code" else new_markdown_cell
     return new_notebook(cells=[new_markdown_cell("# title", id="title"),
@@ -212,6 +230,15 @@ MALFORMED = {
                      "    return x\n    ### END SOLUTION", 4, "nested"),
     "near-miss marker": ("def f():\n    ## BEGIN SOLUTION\n    return 1\n    ### END SOLUTION", 2,
                          "looks like a solution marker"),
+    "stub block alone": ("def f():\n    ### BEGIN STUB\n    # return 2\n    ### END STUB", 2,
+                         "follows an '### END SOLUTION' line directly"),
+    "stub line not commented": ("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n"
+                                "    ### BEGIN STUB\n    return 2\n    ### END STUB", 6, "commented out"),
+    "unterminated stub": ("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n"
+                          "    ### BEGIN STUB\n    # return 2", 5, "never closed"),
+    "marker inside a stub": ("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n"
+                             "    ### BEGIN STUB\n    ### BEGIN SOLUTION\n    ### END STUB", 6, "inside the stub block"),
+    "END STUB alone": ("def f():\n    return 1\n    ### END STUB", 3, "without a '### BEGIN STUB'"),
 }
 
 

@@ -22,6 +22,17 @@ never edited by hand.
           # YOUR CODE HERE
           raise NotImplementedError()
 
+  A debugging exercise gives the student code to fix instead: a ``### BEGIN STUB`` ...
+  ``### END STUB`` block right after the solution block, every line commented out with ``# `` at
+  the markers' indentation, becomes the exercise's code (uncommented) in place of those two lines::
+
+          ### BEGIN SOLUTION
+          scores = q @ k.transpose(-2, -1) / math.sqrt(d)
+          ### END SOLUTION
+          ### BEGIN STUB
+          # scores = q @ k.transpose(-2, -1)
+          ### END STUB
+
   A stub cell defines exactly one top-level function or class (imports and constants beside it
   are fine); its name is the exercise's name, and the ``def``/``class`` line stays outside the
   block so the student sees the signature. A class may hold several blocks (one per method).
@@ -63,8 +74,8 @@ BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 STUB_LINES = ("# YOUR CODE HERE", "raise NotImplementedError()")
 
-_MARKER = re.compile(r"^[ \t]*(### (BEGIN|END) SOLUTION)[ \t]*$")
-_NEAR_MISS = re.compile(r"(BEGIN|END)[ _]SOLUTION")
+_MARKER = re.compile(r"^[ \t]*(### (BEGIN|END) (SOLUTION|STUB))[ \t]*$")
+_NEAR_MISS = re.compile(r"(BEGIN|END)[ _](SOLUTION|STUB)")
 
 
 class ExerciseFormatError(ValueError):
@@ -116,6 +127,7 @@ def _replace_blocks(source: str, fail) -> tuple[str, int]:
     """
     out: list[str] = []
     opened_at: int | None = None     # line number of the BEGIN of the open block
+    stub_at: int | None = None       # line number of the BEGIN STUB of the open stub block
     indent = ""
     blocks = 0
     lines = source.split("\n")
@@ -123,13 +135,32 @@ def _replace_blocks(source: str, fail) -> tuple[str, int]:
         match = _MARKER.match(line.rstrip("\r"))
         if match is None and _NEAR_MISS.search(line):
             fail(f"{line.strip()!r} looks like a solution marker but is not exactly "
-                 f"{BEGIN!r} or {END!r} alone on its line", number)
-        kind = match.group(2) if match else None
-        if kind == "BEGIN":
+                 f"{BEGIN!r}, {END!r}, '### BEGIN STUB' or '### END STUB' alone on its line", number)
+        kind = match.group(2, 3) if match else None
+        if stub_at is not None:
+            if kind == ("END", "STUB"):
+                stub_at = None
+            elif kind is not None:
+                fail(f"{match.group(1)!r} inside the stub block opened on line {stub_at}", number)
+            elif line.rstrip("\r") in (indent + "#", ""):
+                out.append("")
+            elif line.startswith(indent + "# "):
+                out.append(indent + line[len(indent) + 2:])
+            else:
+                fail(f"every line of a stub block is commented out with '# ' at the markers' indentation, "
+                     f"got {line.strip()!r}", number)
+        elif kind == ("BEGIN", "STUB"):
+            if lines[number - 2].strip() != END or not line.startswith(indent + "###"):
+                fail(f"a stub block follows an {END!r} line directly, at the same indentation", number)
+            del out[-2:]
+            stub_at = number
+        elif kind == ("END", "STUB"):
+            fail("'### END STUB' without a '### BEGIN STUB' before it", number)
+        elif kind == ("BEGIN", "SOLUTION"):
             if opened_at is not None:
                 fail(f"nested {BEGIN!r}: the block opened on line {opened_at} is not closed yet", number)
             opened_at, indent = number, line[:len(line) - len(line.lstrip(" \t"))]
-        elif kind == "END":
+        elif kind == ("END", "SOLUTION"):
             if opened_at is None:
                 fail(f"{END!r} without a {BEGIN!r} before it", number)
             out.append(indent + STUB_LINES[0])
@@ -139,6 +170,8 @@ def _replace_blocks(source: str, fail) -> tuple[str, int]:
             out.append(line)
     if opened_at is not None:
         fail(f"{BEGIN!r} is never closed by {END!r}", opened_at)
+    if stub_at is not None:
+        fail("'### BEGIN STUB' is never closed by '### END STUB'", stub_at)
     return "\n".join(out), blocks
 
 
