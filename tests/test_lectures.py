@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LECTURES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 SLIDE_TYPES = {"slide", "subslide", "fragment", "-", "skip", "notes"}
 # each lecture's exercise notebooks (00 is the setup check; 04's hands-on is the first half of e10)
-EXERCISES = {"01": ["01_attention"], "02": ["02_transformer_block"], "03": ["03_vit", "03b_debug_vit"], "04": ["e10_transformers"],
+EXERCISES = {"01": ["01_attention"], "02": ["02_transformer_block"], "03": ["03_vit", "03b_debug_vit"], "04": ["04_image_processor", "e10_transformers"],
              "05": ["05_clip", "e10_transformers"], "06": ["06_diffusion"], "07": ["07_stable_diffusion"]}
 # where the explorers live: the issue asks for attention (01 and 03), diffusion (06), guidance (07)
 EXPLORERS = {"01": "attention_explorer", "03": "attention_explorer", "06": "diffusion_explorer",

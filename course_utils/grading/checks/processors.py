@@ -1,0 +1,163 @@
+"""Checks for exercise 04, an image processor by hand: ``pixel_values_by_hand(image, processor)``.
+
+The contract: ``image`` is an (H, W, 3) uint8 NumPy array; ``processor`` a transformers image processor of the
+ViT kind (``ViTImageProcessor``, ``DeiTImageProcessor``, ...). Return what ``processor(images=image,
+return_tensors="pt").pixel_values`` holds, a float32 tensor (1, 3, h, w), by following the processor's settings:
+resize to ``size["height"] x size["width"]`` with its ``resample`` filter (when ``do_resize``); crop the centre
+``crop_size`` (when the processor has ``do_center_crop`` and it is true); multiply by ``rescale_factor`` (when
+``do_rescale``); subtract ``image_mean`` and divide by ``image_std`` per channel (when ``do_normalize``).
+
+Resizing is the one step whose numbers depend on the library: PIL, torchvision and ``F.interpolate`` round
+differently, by up to a few 8-bit levels at sharp edges. So values are compared in 8-bit levels after
+normalisation: on average within half a level, nowhere further than ten. Every step's mistake moves them further.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from course_utils.grading.checks import CheckFailed, call, fmt_shape, keep_rng, passed, require_callable
+
+__all__ = ["check_pixel_values", "sample_processors", "sample_images"]
+
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+def sample_images() -> dict[str, np.ndarray]:
+    """A smooth synthetic picture (45 x 61: gradients and a disc) and the cat photo (300 x 451), uint8 (H, W, 3)."""
+    from course_utils.data.photos import photo
+    yy, xx = np.mgrid[0:45, 0:61]
+    disc = ((xx - 30) ** 2 + (yy - 20) ** 2 < 150) * 200 + 20
+    smooth = np.stack([xx * 4, yy * 5, disc], axis=-1).clip(0, 255).astype(np.uint8)
+    cat = (photo("chelsea").permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+    return {"a 45 x 61 test pattern": smooth, "the 300 x 451 cat photo": cat}
+
+
+def sample_processors() -> dict[str, object]:
+    """The processors the check runs, by what they test: fixed-size resize, centre crop, odd sizes, flags off."""
+    from transformers import DeiTImageProcessor, ViTImageProcessor
+    return {
+        "ViT's processor (224 x 224, bilinear, mean and std 0.5)": ViTImageProcessor(
+            size={"height": 224, "width": 224}, resample=Image.Resampling.BILINEAR, image_mean=HALF[0], image_std=HALF[1]),
+        "DeiT's processor (256 x 256 bicubic, centre crop 224, ImageNet statistics)": DeiTImageProcessor(
+            size={"height": 256, "width": 256}, crop_size={"height": 224, "width": 224},
+            resample=Image.Resampling.BICUBIC, image_mean=IMAGENET[0], image_std=IMAGENET[1]),
+        "a processor with do_normalize=False and height != width (24 x 40)": ViTImageProcessor(
+            size={"height": 24, "width": 40}, resample=Image.Resampling.BILINEAR, do_normalize=False),
+        "a processor with its own statistics and crop (40 x 72, crop 30 x 48)": DeiTImageProcessor(
+            size={"height": 40, "width": 72}, crop_size={"height": 30, "width": 48},
+            resample=Image.Resampling.BILINEAR, image_mean=(0.2, 0.4, 0.6), image_std=(0.3, 0.2, 0.1)),
+    }
+
+
+def _by_hand(image, p, *, resample=None, crop="centre", rescale_first=True, stats=None, normalize=None, swap=False):
+    """The grader's own version, with a named mistake switched on by its keyword; (1, 3, h, w) float32."""
+    pil = Image.fromarray(image)
+    if p.do_resize:
+        h, w = p.size["height"], p.size["width"]
+        pil = pil.resize((h, w) if swap else (w, h), Image.Resampling(p.resample if resample is None else resample))
+    x = torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1).float()  # (3, H, W), 0..255
+    if getattr(p, "do_center_crop", False) and crop:
+        ch, cw = p.crop_size["height"], p.crop_size["width"]
+        top, left = ((x.shape[1] - ch) // 2, (x.shape[2] - cw) // 2) if crop == "centre" else (0, 0)
+        x = x[:, top:top + ch, left:left + cw]
+    mean, std = (torch.tensor(s).view(3, 1, 1) for s in (stats or (p.image_mean, p.image_std)))
+    normalize = p.do_normalize if normalize is None else normalize
+    if rescale_first:
+        x = x * p.rescale_factor if p.do_rescale else x
+        x = (x - mean) / std if normalize else x
+    else:
+        x = (x - mean) / std if normalize else x
+        x = x * p.rescale_factor if p.do_rescale else x
+    return x[None]
+
+
+def _levels(a: torch.Tensor, b: torch.Tensor, p) -> tuple[float, float]:
+    """Mean and largest |a - b|, in 8-bit levels as they look after normalisation."""
+    level = p.rescale_factor / (min(p.image_std) if p.do_normalize else 1.0)
+    d = (a.detach().double() - b.double()).abs() / level
+    return d.mean().item(), d.max().item()
+
+
+def _agrees(a, b, p) -> bool:
+    mean, largest = _levels(a, b, p)
+    return mean <= 0.5 and largest <= 10
+
+
+def _mistakes(p):
+    """(keywords of _by_hand, what the mistake is called) for the classic ones that apply to processor p."""
+    out = [({"rescale_first": False}, "normalised before rescaling: the mean and std are for pixels in [0, 1], "
+            "so multiply by rescale_factor first, then subtract the mean and divide by the std"),
+           ({"swap": True}, "height and width are swapped in the resize: PIL's resize takes (width, height)")]
+    if p.do_normalize:
+        for stats, name in [(HALF, "0.5"), (IMAGENET, "ImageNet's")]:
+            if tuple(p.image_mean) != stats[0]:
+                out.append(({"stats": stats}, f"normalised with {name} mean and std instead of this processor's: "
+                                              "read processor.image_mean and processor.image_std"))
+    else:
+        out.append(({"normalize": True}, "normalised although processor.do_normalize is False: follow the "
+                                         "processor's do_* settings"))
+    if getattr(p, "do_center_crop", False):
+        out.append(({"crop": "corner"}, "the crop is taken from the top-left corner: crop the centre, "
+                                        "(H - crop height) // 2 from the top and (W - crop width) // 2 from the left"))
+    out.append(({"resample": 0}, "resized with nearest-neighbour sampling: use the processor's filter, "
+                                 "Image.Resampling(processor.resample)"))
+    return out
+
+
+def check_pixel_values(pixel_values_by_hand) -> None:
+    """Check ``pixel_values_by_hand(image, processor)`` against the processors' own pixel_values."""
+    require_callable(pixel_values_by_hand, "pixel_values_by_hand")
+    with keep_rng():
+        _check(pixel_values_by_hand)
+
+
+def _check(fn) -> None:
+    images = sample_images()
+    for pname, p in sample_processors().items():
+        for iname, image in images.items():
+            original = image.copy()
+            out = call(fn, image, p, what="your pixel_values_by_hand", where=f"for {iname} and {pname}")
+            if not np.array_equal(image, original):
+                raise CheckFailed("your pixel_values_by_hand changed the image it was given: work on a copy")
+            _compare(out, p.__call__(images=image, return_tensors="pt")["pixel_values"], image, p,
+                     f"{iname} through {pname}")
+        passed(pname)
+    passed("the image you were given is left unchanged")
+
+
+def _compare(out, ref, image, p, where: str) -> None:
+    if not isinstance(out, torch.Tensor):
+        raise CheckFailed(f"expected a torch.Tensor (1, 3, h, w), got {type(out).__name__} for {where}")
+    want = tuple(ref.shape)
+    got = tuple(out.shape)
+    if got != want:
+        if got == want[1:]:
+            hint = "add the batch dimension: pixel_values is a batch of one, (1, 3, h, w)"
+        elif got in (want[:1] + want[2:] + want[1:2], want[2:] + want[1:2]):
+            hint = "channels come first in pixel_values: permute (h, w, 3) to (3, h, w)"
+        elif got[-2:] == want[-2:][::-1]:
+            hint = "height and width are swapped: size['height'] rows, size['width'] columns (PIL's resize takes (width, height))"
+        elif getattr(p, "do_center_crop", False) and got[-2:] == (p.size["height"], p.size["width"]):
+            hint = "the centre crop is missing: after resizing, this processor crops its crop_size (do_center_crop is True)"
+        else:
+            hint = "resize to size['height'] x size['width'], then crop to crop_size when do_center_crop is True"
+        raise CheckFailed(f"expected shape {fmt_shape(want)}, got {fmt_shape(got)} for {where}: {hint}")
+    if out.dtype != torch.float32:
+        raise CheckFailed(f"expected float32 values, like pixel_values, got {out.dtype} for {where}")
+    if _agrees(out, ref, p):
+        return
+    for keywords, mistake in _mistakes(p):
+        variant = _by_hand(image, p, **keywords)
+        if variant.shape == out.shape and _agrees(out, variant, p):
+            raise CheckFailed(f"{mistake} (for {where})")
+    if out.abs().max() > 20:
+        raise CheckFailed(f"values up to {out.abs().max().item():.0f}: not rescaled to [0, 1] by rescale_factor "
+                          f"(1/255) before normalising (for {where})")
+    mean, largest = _levels(out, ref, p)
+    raise CheckFailed(f"the values differ from the processor's pixel_values by {mean:.1f} 8-bit levels on average "
+                      f"(largest {largest:.0f}; a different resize library differs by under half a level on average) "
+                      f"for {where}: resize, crop the centre, rescale, normalise, in that order, as the processor's "
+                      f"settings say")

@@ -1,0 +1,104 @@
+"""Exercise 04's check, both ways: the processor by hand in three libraries' styles passes (PIL, torchvision,
+F.interpolate), and each classic mistake is named."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
+from check_helpers import fails, run
+from PIL import Image
+
+from course_utils.grading.checks.processors import check_pixel_values
+
+
+def with_pil(image, p, *, batch=True, channels_first=True, crop=True, centre=True, rescale_first=True,
+             stats=None, flags=True, resample=None, swap=False, dtype=torch.float32):
+    """A correct answer in PIL; each keyword switches on one classic mistake."""
+    pil = Image.fromarray(image)
+    if p.do_resize or not flags:
+        h, w = p.size["height"], p.size["width"]
+        pil = pil.resize((h, w) if swap else (w, h), Image.Resampling(p.resample if resample is None else resample))
+    x = np.asarray(pil).astype(np.float32)  # (H, W, 3)
+    if crop and getattr(p, "do_center_crop", False):
+        ch, cw = p.crop_size["height"], p.crop_size["width"]
+        top, left = ((x.shape[0] - ch) // 2, (x.shape[1] - cw) // 2) if centre else (0, 0)
+        x = x[top:top + ch, left:left + cw]
+    mean, std = (np.array(s, dtype=np.float32) for s in (stats or (p.image_mean, p.image_std)))
+    normalize = p.do_normalize or not flags
+    if rescale_first:
+        x = x * p.rescale_factor if p.do_rescale else x
+        x = (x - mean) / std if normalize else x
+    else:
+        x = ((x - mean) / std if normalize else x) * p.rescale_factor
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    t = t.permute(2, 0, 1) if channels_first else t
+    return (t[None] if batch else t).to(dtype)
+
+
+def with_torchvision(image, p):
+    x = torch.from_numpy(image).permute(2, 0, 1)  # (3, H, W) uint8
+    modes = {0: TF.InterpolationMode.NEAREST, 2: TF.InterpolationMode.BILINEAR, 3: TF.InterpolationMode.BICUBIC}
+    if p.do_resize:
+        x = TF.resize(x, [p.size["height"], p.size["width"]], interpolation=modes[int(p.resample)], antialias=True)
+    if getattr(p, "do_center_crop", False):
+        x = TF.center_crop(x, [p.crop_size["height"], p.crop_size["width"]])
+    x = x.float() * p.rescale_factor if p.do_rescale else x.float()
+    if p.do_normalize:
+        x = TF.normalize(x, list(p.image_mean), list(p.image_std))
+    return x.unsqueeze(0)
+
+
+def with_interpolate(image, p):
+    x = torch.tensor(image, dtype=torch.float32).permute(2, 0, 1)[None] / 255  # rescale first, in float
+    mode = {2: "bilinear", 3: "bicubic"}[int(p.resample)]
+    x = F.interpolate(x, size=(p.size["height"], p.size["width"]), mode=mode, antialias=True).clamp(0, 1)
+    if getattr(p, "do_center_crop", False):
+        ch, cw = p.crop_size["height"], p.crop_size["width"]
+        top, left = (x.shape[2] - ch) // 2, (x.shape[3] - cw) // 2
+        x = x[..., top:top + ch, left:left + cw]
+    if p.do_normalize:
+        x = (x - torch.tensor(p.image_mean).view(1, 3, 1, 1)) / torch.tensor(p.image_std).view(1, 3, 1, 1)
+    return x
+
+
+@pytest.mark.parametrize("answer", [with_pil, with_torchvision, with_interpolate], ids=lambda f: f.__name__)
+def test_correct_answers_in_any_library_pass(answer):
+    out = run(check_pixel_values, answer)
+    assert out.count("✓") == 5, out
+
+
+MISTAKES = {
+    "no batch dimension": ({"batch": False}, "add the batch dimension"),
+    "channels last": ({"channels_first": False}, "channels come first"),
+    "no centre crop": ({"crop": False}, "the centre crop is missing"),
+    "corner crop": ({"centre": False}, "top-left corner"),
+    "normalise then rescale": ({"rescale_first": False}, "normalised before rescaling"),
+    "0.5 statistics always": ({"stats": ((0.5,) * 3, (0.5,) * 3)}, "with 0.5 mean and std instead of this processor's"),
+    "ImageNet statistics always": ({"stats": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))},
+                                   "with ImageNet's mean and std"),
+    "ignores the do_ flags": ({"flags": False}, "normalised although processor.do_normalize is False"),
+    "nearest neighbour": ({"resample": 0}, "nearest-neighbour"),
+    "width and height swapped": ({"swap": True}, "swapped"),
+    "float64": ({"dtype": torch.float64}, "expected float32"),
+}
+
+
+@pytest.mark.parametrize("case", MISTAKES)
+def test_classic_mistakes_are_named(case):
+    keywords, words = MISTAKES[case]
+    fails(check_pixel_values, lambda image, p: with_pil(image, p, **keywords), words)
+
+
+def test_forgetting_to_rescale_and_other_slips_are_named():
+    def no_rescale(image, p):
+        out = with_pil(image, p)
+        return (out * torch.tensor(p.image_std).view(1, 3, 1, 1) + torch.tensor(p.image_mean).view(1, 3, 1, 1)) * 255
+    fails(check_pixel_values, no_rescale, "not rescaled")
+    fails(check_pixel_values, lambda image, p: with_pil(image, p).numpy(), "expected a torch.Tensor")
+    fails(check_pixel_values, lambda image, p: with_pil(image, p) + 0.1, "differ from the processor's pixel_values")
+
+    def in_place(image, p):
+        image[:] = 0
+        return with_pil(image, p)
+    fails(check_pixel_values, in_place, "changed the image")
+    fails(check_pixel_values, 3, "expected the function pixel_values_by_hand")
