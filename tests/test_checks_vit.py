@@ -1,12 +1,16 @@
 """The chapter 03 checks: every correct style passes with the same text; each planted bug is named."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
+from check_helpers import fails, run
 from einops import rearrange
 from torch import nn
 
 from course_utils.grading.checks import CheckFailed
-from course_utils.grading.checks.vit import check_patchify, check_vit_embedding
+from course_utils.grading.checks import vit as vit_checks
+from course_utils.grading.checks.vit import check_patchify, check_train_vit, check_vit_embedding
 
 # ---------------------------------------------------------------- patchify: correct styles
 
@@ -265,3 +269,77 @@ class ExtraParameter(EmbeddingEinops):
 def test_embedding_mistakes_are_named(cls, message):
     with pytest.raises(CheckFailed, match=message):
         check_vit_embedding(cls)
+
+
+# ---------------------------------------------------------------- train_vit: a loop the check runs
+
+def make_loop(epochs=25, style="one-cycle", zero=True, step=True, report="val", lr=3e-3, fail=False):
+    """A training loop in one of two correct styles; each other keyword plants one classic mistake."""
+
+    def train_vit(model, x_train, y_train, x_val, y_val):
+        if fail:
+            raise KeyError("lr")
+        batch_size = 64 if style == "one-cycle" else 32
+        steps = epochs * math.ceil(len(x_train) / batch_size)
+        if style == "one-cycle":
+            optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+            schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+        else:  # Adam, a hand-written warm-up and cosine, gradient clipping, zero_grad(set_to_none=False)
+            optimizer = torch.optim.Adam(model.parameters(), lr=lr / 2)
+            warm = steps // 10
+            schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1, (s + 1) / warm) * 0.5 * (
+                1 + math.cos(math.pi * min(1.0, s / steps))))
+        history = []
+        for _ in range(epochs):
+            model.train()
+            order = torch.randperm(len(x_train))
+            for i in range(0, len(order), batch_size):
+                idx = order[i:i + batch_size]
+                loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
+                if zero:
+                    if style == "one-cycle":
+                        optimizer.zero_grad()
+                    else:
+                        model.zero_grad(set_to_none=False)
+                loss.backward()
+                if style != "one-cycle":
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                if step:
+                    optimizer.step()
+                schedule.step()
+            model.eval()
+            with torch.no_grad():
+                x, y = (x_val, y_val) if report == "val" else (x_train, y_train)
+                accuracy = (model(x).argmax(-1) == y).float().mean()
+            history.append(accuracy.item() if report != "tensor" else accuracy)
+        return history
+
+    return train_vit
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("style", ["one-cycle", "adam-lambda-clip"])
+def test_train_vit_correct_loops_in_two_styles_pass(style):
+    out = run(lambda fn: check_train_vit(fn), make_loop(style=style))
+    assert out.count("✓") == 3, out
+
+
+TRAIN_MISTAKES = {  # one epoch is enough for each to be found
+    "no optimizer step": (dict(step=False), "the model's weights did not change"),
+    "no zero_grad": (dict(zero=False), "the gradients accumulate from one step to the next"),
+    "reports training accuracy": (dict(report="train"), "is not the trained model's on x_val"),
+    "returns tensors": (dict(report="tensor"), "a list of floats"),
+    "too little training": (dict(lr=1e-4), "below 95%"),
+    "raises": (dict(fail=True), "your train_vit raised KeyError"),
+}
+
+
+@pytest.mark.parametrize("case", TRAIN_MISTAKES)
+def test_train_vit_mistakes_are_named(case):
+    keywords, words = TRAIN_MISTAKES[case]
+    fails(check_train_vit, make_loop(epochs=1, **keywords), words)
+
+
+def test_train_vit_over_budget_is_named(monkeypatch):
+    monkeypatch.setattr(vit_checks, "BUDGET", 0.001)
+    fails(check_train_vit, make_loop(epochs=1), "more than twice the 0.001 s budget")

@@ -30,7 +30,7 @@ from course_utils.grading.checks import (
     unchanged,
 )
 
-__all__ = ["check_patchify", "check_vit_embedding"]
+__all__ = ["check_patchify", "check_vit_embedding", "check_train_vit"]
 
 # Shape legend: B batch, C channels, H height, W width, P patch size, N = HW/P^2 patches, D width.
 
@@ -249,3 +249,101 @@ def _check_vit_embedding(ViTEmbedding) -> None:  # noqa: N803
     if _shape(out) != (1, 197, 8):
         raise CheckFailed(f"a 224 x 224 image with P = 16 should give (1, 197, 8), got {fmt_shape(out)}")
     passed("ViT-B/16 geometry: 224 x 224, P = 16 -> 196 patches + [CLS] = 197 tokens")
+
+
+# ---------------------------------------------------------------- train_vit
+
+BUDGET = 90  # seconds on 2 cores: the contract's time budget; the check fails past twice that (slower machines)
+TARGET = 0.95  # test accuracy on the 359 digits the loop never sees
+
+
+def check_train_vit(train_vit):
+    """Run the student's ``train_vit(model, x_train, y_train, x_val, y_val)`` on a fresh ``ViT(ViTConfig.tiny())`` and
+    the digits; check the budget, the accuracy on held-out test digits and the reported validation accuracies.
+    Returns ``(model, history)``: the trained model and what ``train_vit`` returned, for plotting."""
+    import time
+
+    from course_utils.data.digits import digits_data
+    from course_utils.models.vit import ViT, ViTConfig
+
+    require_callable(train_vit, "train_vit")
+    data = digits_data(16, 3)
+    order = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(5))
+    train, val = order[:1150], order[1150:]  # 1,150 to train on, 288 to validate on; the 359 test digits stay here
+    with keep_rng():
+        torch.manual_seed(0)
+        model = ViT(ViTConfig.tiny())
+        before = [p.detach().clone() for p in model.parameters()]
+        gradients = _watch_gradients(model)
+        start = time.perf_counter()
+        with gradients:
+            history = call(train_vit, model, data.x_train[train], data.y_train[train], data.x_train[val],
+                           data.y_train[val], what="your train_vit")
+        seconds = time.perf_counter() - start
+    if all(torch.equal(a, p.detach()) for a, p in zip(before, model.parameters())):
+        raise CheckFailed("the model's weights did not change: build the optimizer on model.parameters() and call "
+                          "optimizer.step() after loss.backward()")
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        raise CheckFailed("the weights hold NaN or inf: training diverged; lower the learning rate (or warm it up)")
+    if seconds > 2 * BUDGET:
+        raise CheckFailed(f"train_vit took {seconds:.0f} s, more than twice the {BUDGET} s budget: fewer epochs, "
+                          "or a larger batch")
+    if gradients.accumulated > gradients.fresh:
+        raise CheckFailed("the gradients accumulate from one step to the next: reset them before each backward "
+                          "pass (optimizer.zero_grad()), or every step also repeats all the steps before it")
+    passed(f"trained within the budget ({BUDGET} s on 2 cores, checked with a 2x margin)")
+    model.eval()
+    with torch.no_grad():
+        val_acc = (model(data.x_train[val]).argmax(-1) == data.y_train[val]).float().mean().item()
+        test_acc = (model(data.x_test).argmax(-1) == data.y_test).float().mean().item()
+    if not isinstance(history, (list, tuple)) or not history or not all(
+            isinstance(a, float) and 0 <= a <= 1 for a in history):
+        raise CheckFailed("train_vit should return the validation accuracy after each epoch: a list of floats in "
+                          f"[0, 1], got {history if not isinstance(history, (list, tuple)) else history[:3]!r}")
+    if abs(history[-1] - val_acc) > 0.01:
+        raise CheckFailed(f"your last validation accuracy ({history[-1]:.1%}) is not the trained model's on x_val, "
+                          f"y_val ({val_acc:.1%}): measure it after the epoch, with model.eval() and "
+                          "torch.no_grad(), on the validation digits")
+    passed("one validation accuracy per epoch, the last equal to the trained model's")
+    if test_acc < TARGET:
+        causes = ["more epochs", "a learning-rate schedule (warm-up, then decay)", "a larger learning rate"]
+        raise CheckFailed(f"{test_acc:.1%} on the 359 test digits, below {TARGET:.0%}: " + "; ".join(causes))
+    passed(f"at least {TARGET:.0%} on the 359 test digits the loop never saw")
+    return model, list(history)
+
+
+class _watch_gradients:
+    """Finds gradients that accumulate across optimizer steps (a missing zero_grad), however they are reset.
+
+    A hook on one parameter keeps each backward pass's own gradient; before each optimizer step, the
+    parameter's .grad is compared with it: equal means fresh, equal to the previous step's .grad plus it
+    means accumulated. Anything else (clipping, several backward passes per step) counts as neither."""
+
+    def __init__(self, model: nn.Module):
+        self.param = next(p for p in model.parameters() if p.requires_grad)
+        self.fresh = self.accumulated = 0
+
+    def __enter__(self):
+        from torch.optim.optimizer import register_optimizer_step_pre_hook
+        self.batches, self.previous = [], None
+        self.handles = [self.param.register_hook(self._backward),
+                        register_optimizer_step_pre_hook(self._before_step)]
+        return self
+
+    def _backward(self, grad):
+        self.batches.append(grad.detach().clone())
+
+    def _before_step(self, optimizer, args, kwargs):
+        grad = self.param.grad
+        if grad is not None and len(self.batches) == 1:
+            if self.previous is not None and close(grad, self.previous + self.batches[0]) \
+                    and not close(grad, self.batches[0]):
+                self.accumulated += 1
+            elif close(grad, self.batches[0]):
+                self.fresh += 1
+        self.previous = None if grad is None else grad.detach().clone()
+        self.batches = []
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
