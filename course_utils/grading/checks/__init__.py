@@ -22,9 +22,10 @@ from collections.abc import Callable
 import torch
 
 __all__ = ["CheckFailed", "passed", "fmt_shape", "call", "close", "randn", "keep_rng", "require_callable",
-           "unchanged", "NO_GRAD"]
+           "unchanged", "require_tensor", "NO_GRAD", "NOT_TENSOR"]
 
 NO_GRAD = "no gradient flows back to {name}: keep every step in torch (no .detach(), .item(), .data or NumPy)"
+NOT_TENSOR = "expected a tensor, got {kind}: keep the computation in torch"
 
 
 class CheckFailed(AssertionError):
@@ -94,6 +95,13 @@ def require_callable(obj, name: str, kind: str = "function") -> None:
     if not callable(obj):
         raise CheckFailed(f"expected the {kind} {name}, got {type(obj).__name__}: pass the {kind} "
                           f"itself ({name}), not the result of calling it")
+
+
+def require_tensor(result, message: str = NOT_TENSOR, **fields):
+    """``result`` when it is a tensor, else CheckFailed: ``message`` with ``kind`` (its type) and ``fields``."""
+    if not isinstance(result, torch.Tensor):
+        raise CheckFailed(message.format(kind=type(result).__name__, **fields))
+    return result
 
 
 def unchanged(given, originals, what: str = "your function", hint: str = "compute new tensors",

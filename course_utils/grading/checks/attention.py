@@ -40,6 +40,7 @@ from course_utils.grading.checks import (
     passed,
     randn,
     require_callable,
+    require_tensor,
     unchanged,
 )
 from course_utils.models.attention import causal_mask, padding_mask
@@ -109,8 +110,7 @@ def _sdpa_call(fn, q, k, v, mask=None, context=""):
         raise CheckFailed(f"expected a pair (output, weights), got {got}")
     out, w = result
     for name, t in (("output", out), ("weights", w)):
-        if not isinstance(t, torch.Tensor):
-            raise CheckFailed(f"expected {name} to be a tensor, got {type(t).__name__}")
+        require_tensor(t, "expected {name} to be a tensor, got {kind}", name=name)
     want_out = (*q.shape[:-1], v.shape[-1])  # (..., Lq, dv)
     want_w = (*q.shape[:-1], k.shape[-2])  # (..., Lq, Lk)
     if tuple(out.shape) == want_w and tuple(w.shape) == want_out:
@@ -373,9 +373,7 @@ def _forward(module, x, what, **kwargs):
     result = call(module, x.clone(), what="your forward", where=what, **kwargs)
     if isinstance(result, (tuple, list)) and result and isinstance(result[0], torch.Tensor):
         result = result[0]
-    if not isinstance(result, torch.Tensor):
-        raise CheckFailed(f"expected forward to return a tensor (B, N, dim), got {type(result).__name__}")
-    return result
+    return require_tensor(result, "expected forward to return a tensor (B, N, dim), got {kind}")
 
 
 def _expect_output(out, want, what):

@@ -34,6 +34,7 @@ from course_utils.grading.checks import (
     passed,
     randn,
     require_callable,
+    require_tensor,
     unchanged,
 )
 from course_utils.models.clip import clip_loss as _loss
@@ -45,7 +46,6 @@ __all__ = ["check_clip_loss", "check_zero_shot_probs"]
 
 # ------------------------------------------------------------------ what the mistakes are called
 NOT_SCALAR = "expected a scalar loss (a 0-dim tensor, the mean over the batch), got shape {shape}"
-NOT_TENSOR = "expected a tensor, got {kind}: keep the computation in torch"
 NOT_NORMALISED = ("the features are not l2-normalised: divide each row by its norm "
                   "(F.normalize(x, dim=-1)) before the similarities")
 ONE_SIDE_NORMALISED = "only one of the two feature sets is l2-normalised: normalise both"
@@ -108,9 +108,7 @@ def _variants(f: torch.Tensor, g: torch.Tensor, s: float) -> list[tuple[torch.Te
 def _loss_call(fn, f, g, scale, where):
     given_f, given_g = f.clone().requires_grad_(True), g.clone().requires_grad_(True)
     given_scale = scale.clone() if isinstance(scale, torch.Tensor) else scale
-    result = call(fn, given_f, given_g, given_scale, what="your clip_loss", where=where)
-    if not isinstance(result, torch.Tensor):
-        raise CheckFailed(NOT_TENSOR.format(kind=type(result).__name__))
+    result = require_tensor(call(fn, given_f, given_g, given_scale, what="your clip_loss", where=where))
     if result.dim() != 0:
         raise CheckFailed(NOT_SCALAR.format(shape=fmt_shape(result)))
     unchanged({"image_features": given_f, "text_features": given_g}, {"image_features": f, "text_features": g},
@@ -172,9 +170,7 @@ def check_zero_shot_probs(zero_shot_probs) -> None:
         g[1] *= 6.0  # prompts of different lengths: the normalisation matters
         scale = 4.0
         where = f"for image features {fmt_shape(f)}, text features {fmt_shape(g)}, logit_scale {scale}"
-        p = call(zero_shot_probs, f.clone(), g.clone(), scale, what="your zero_shot_probs", where=where)
-        if not isinstance(p, torch.Tensor):
-            raise CheckFailed(NOT_TENSOR.format(kind=type(p).__name__))
+        p = require_tensor(call(zero_shot_probs, f.clone(), g.clone(), scale, what="your zero_shot_probs", where=where))
         if tuple(p.shape) == (K, B):
             raise CheckFailed(PROBS_TRANSPOSED)
         if tuple(p.shape) != (B, K):

@@ -34,6 +34,7 @@ from course_utils.grading.checks import (
     passed,
     randn,
     require_callable,
+    require_tensor,
     unchanged,
 )
 from course_utils.models.diffusion import alphas_cumprod as _cumprod
@@ -46,7 +47,6 @@ __all__ = ["check_q_sample", "check_ddpm_step", "check_classifier_free_guidance"
 # Shape legend: B batch, C channels, H height, W width, T diffusion steps.
 
 # ------------------------------------------------------------------ what the mistakes are called
-NOT_TENSOR = "expected a tensor, got {kind}: keep the computation in torch"
 WRONG_SHAPE = "expected a result of shape {want}, the shape of x, got {got}"
 
 Q_BROADCAST = ("abar_t does not broadcast against the images: alphas_cumprod[t] is (B,); reshape it to "
@@ -96,9 +96,7 @@ CFG_WRONG = "the result differs from eps_uncond + w (eps_cond - eps_uncond)"
 
 
 def _tensor_result(result, want_shape) -> torch.Tensor:
-    if not isinstance(result, torch.Tensor):
-        raise CheckFailed(NOT_TENSOR.format(kind=type(result).__name__))
-    if tuple(result.shape) != tuple(want_shape):
+    if tuple(require_tensor(result).shape) != tuple(want_shape):
         raise CheckFailed(WRONG_SHAPE.format(want=fmt_shape(want_shape), got=fmt_shape(result)))
     return result.detach()
 

@@ -31,6 +31,7 @@ from course_utils.grading.checks import (
     passed,
     randn,
     require_callable,
+    require_tensor,
     unchanged,
 )
 
@@ -113,9 +114,7 @@ def check_encode_prompts(encode_prompts, tokenizer, text_encoder) -> None:
 
 def _shape(got, N: int, L: int, E: int) -> None:
     """CheckFailed unless ``got`` is a float tensor (N, L, E), naming the mistake when it is not."""
-    if not isinstance(got, torch.Tensor):
-        raise CheckFailed(NOT_TENSOR.format(kind=type(got).__name__))
-    if not got.is_floating_point():
+    if not require_tensor(got, NOT_TENSOR).is_floating_point():
         raise CheckFailed(RETURNED_IDS)
     if got.ndim == 2 and got.shape == (N, E):
         raise CheckFailed(POOLED.format(got=fmt_shape(got)))
@@ -158,9 +157,7 @@ def check_guided_noise(guided_noise) -> None:
                        where=f"with t = {t!r} and guidance_scale {s}")
             unchanged({"latents": latents, "cond": cond, "uncond": uncond}, dict(zip(("latents", "cond", "uncond"), copies)),
                       its_input=False)
-            if not isinstance(got, torch.Tensor):
-                raise CheckFailed(NOT_TENSOR.format(kind=type(got).__name__))
-            if got.shape == (2 * B, C, 8, 8):
+            if require_tensor(got, NOT_TENSOR).shape == (2 * B, C, 8, 8):
                 raise CheckFailed(DOUBLED.format(got=fmt_shape(got)))
             if got.shape != latents.shape:
                 raise CheckFailed(NOISE_SHAPE.format(want=fmt_shape(latents), got=fmt_shape(got)))

@@ -43,6 +43,7 @@ from course_utils.grading.checks import (
     passed,
     randn,
     require_callable,
+    require_tensor,
     unchanged,
 )
 from course_utils.interop.torch_nn import to_torch_layer
@@ -114,12 +115,7 @@ DEFAULT_PRE = ("pre_norm must default to False (the original order): "
                "def __init__(self, dim, num_heads, mlp_dim, pre_norm=False)")
 SHARED_NORM = "norm1 and norm2 are the same layer: create two separate nn.LayerNorm(dim)"
 GELU_TANH = "mlp[1] is GELU(approximate='tanh'): use the exact GELU, nn.GELU()"
-
-
-def _returned_tensor(result, what):
-    if not isinstance(result, torch.Tensor):
-        raise CheckFailed(f"expected {what} to return a tensor, got {type(result).__name__}")
-    return result
+NOT_RETURNED = "expected {what} to return a tensor, got {kind}"
 
 
 # ---------------------------------------------------------------------------------- layer_norm
@@ -177,7 +173,7 @@ def _ln_call(fn, x, weight, bias, where, **eps):
         if "must match the size of tensor" in str(e):
             raise CheckFailed(f"{e}; {KEEPDIM}") from e
         raise
-    out = _returned_tensor(out, "layer_norm")
+    out = require_tensor(out, NOT_RETURNED, what="layer_norm")
     unchanged(dict(zip(("x", "weight", "bias"), given)), {"x": x, "weight": weight, "bias": bias},
               what="your layer_norm", hint="compute new tensors (x - mean, not x -= mean)")
     if out.shape != x.shape:
@@ -248,7 +244,7 @@ def check_layer_norm(fn) -> None:
         # 6. gradients, equal to LayerNorm's
         leaves = [t.clone().requires_grad_() for t in (x, weight, bias)]
         refs = [t.clone().requires_grad_() for t in (x, weight, bias)]
-        result = _returned_tensor(call(fn, *leaves, what="your layer_norm"), "layer_norm")
+        result = require_tensor(call(fn, *leaves, what="your layer_norm"), NOT_RETURNED, what="layer_norm")
         r = randn(B, N, D, generator=g)
         if not result.requires_grad:
             raise CheckFailed(NO_GRAD.format(name="x, weight and bias"))
@@ -444,7 +440,7 @@ def _block_forward(block, x, what, mask=None):
         if mask is not None and "Bool" in str(e):  # the mask went to attn as its context
             raise CheckFailed(f"{e}; {MASK_POSITIONAL}") from e
         raise
-    out = _returned_tensor(out, "forward")
+    out = require_tensor(out, NOT_RETURNED, what="forward")
     unchanged({"x": given}, {"x": x}, what="your forward", hint="compute new tensors (x = x + attn(...), not x += attn(...))")
     if out.shape != x.shape:
         raise CheckFailed(f"expected shape {fmt_shape(x)}, got {fmt_shape(out)}" + (f" {what}" if what else ""))

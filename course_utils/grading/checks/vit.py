@@ -27,6 +27,7 @@ from course_utils.grading.checks import (
     keep_rng,
     passed,
     require_callable,
+    require_tensor,
     unchanged,
 )
 
@@ -77,8 +78,7 @@ def _check_patchify(patchify) -> None:
     images = _labelled_images(B, C, H, W)
     original = images.clone()
     out = call(patchify, images, P, what="your patchify", where=f"for images of shape {(B, C, H, W)} and P = {P}")
-    if not isinstance(out, torch.Tensor):
-        raise CheckFailed(f"patchify must return a torch.Tensor, got {type(out).__name__}")
+    require_tensor(out, "patchify must return a torch.Tensor, got {kind}")
     unchanged({"images": images}, {"images": original}, what="your patchify")
     if out.ndim != 3:
         raise CheckFailed(f"expected a 3-d tensor (B, N, P*P*C) = {(B, N, P * P * C)}, got shape {fmt_shape(out)}")
@@ -194,8 +194,7 @@ def _check_vit_embedding(ViTEmbedding) -> None:  # noqa: N803
             p.copy_(torch.randn(p.shape, generator=gen))
     images = torch.randn(2, C, S, S, generator=gen)  # (B, C, H, W)
     out = call(emb, images, what="your forward", where=f"for images of shape {(2, C, S, S)}")
-    if not isinstance(out, torch.Tensor):
-        raise CheckFailed(f"forward must return a torch.Tensor, got {type(out).__name__}")
+    require_tensor(out, "forward must return a torch.Tensor, got {kind}")
     if _shape(out) == (2, N, D):
         raise CheckFailed(f"the output has N = {N} tokens, expected N+1 = {N + 1}: the [CLS] token is missing")
     if _shape(out) != (2, N + 1, D):
