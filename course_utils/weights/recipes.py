@@ -72,7 +72,7 @@ def train_miniclip(out: Path = MINICLIP_DIR, training: ClipTrainConfig = MINICLI
         "seconds": round(history.seconds, 1), "machine": _machine(),
         "parameters": sum(p.numel() for p in model.parameters()),
         "quality": measure_miniclip(model),
-        "history": {k: v for k, v in history.as_dict().items() if k not in {"loss", "logit_scale"}}
+        "history": {k: v for k, v in asdict(history).items() if k not in {"loss", "logit_scale"}}
         | {"loss_every_50": [round(x, 4) for x in history.loss[::50]], "final_logit_scale": round(history.logit_scale[-1], 2)},
     }
     out.mkdir(parents=True, exist_ok=True)
