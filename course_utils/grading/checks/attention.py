@@ -24,6 +24,7 @@ never tested: implementations legitimately differ there (NaN or uniform weights)
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -358,12 +359,9 @@ def _build(cls, D, H):
             raise CheckFailed(f"{name} must be nn.Linear({D}, {D}) (one projection for all heads), got {layer!r}")
         if layer.bias is None:
             raise CheckFailed(f"{name} must have a bias (nn.Linear's default, bias=True)")
-    layers = [getattr(module, name) for name in PROJECTIONS]
-    for i in range(4):
-        for j in range(i + 1, 4):
-            if layers[i] is layers[j]:
-                raise CheckFailed(f"{PROJECTIONS[i]} and {PROJECTIONS[j]} are the same layer: create four "
-                                  "separate nn.Linear")
+    for a, b in itertools.combinations(PROJECTIONS, 2):
+        if getattr(module, a) is getattr(module, b):
+            raise CheckFailed(f"{a} and {b} are the same layer: create four separate nn.Linear")
     return module.eval()
 
 
@@ -397,11 +395,7 @@ def _diagnose_mha(out, P, x, context=None, mask=None, extra=()):
 
 
 def _check_mha_case(module, P, x, context=None, mask=None, what=""):
-    kwargs = {}
-    if context is not None:
-        kwargs["context"] = context
-    if mask is not None:
-        kwargs["mask"] = mask
+    kwargs = {name: t for name, t in (("context", context), ("mask", mask)) if t is not None}
     out = _forward(module, x, what, **kwargs)
     _expect_output(out, tuple(x.shape), what)
     if not close(out, _mha(P, x, context, mask)):
