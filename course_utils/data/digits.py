@@ -78,8 +78,6 @@ def digits_split(size: int = 8, test_fraction: float = 0.2, seed: int = 0) -> Sp
 
 
 IMAGE_MEAN = (0.5, 0.5, 0.5)  # pixels in [0, 1] are mapped to [-1, 1]: (x - mean) / std
-
-
 IMAGE_STD = (0.5, 0.5, 0.5)
 
 
