@@ -1,19 +1,13 @@
-"""Recipes: the course's longer trainings, run once by a committed script, their weights committed.
-
-A lecture trains live for a minute or two; some results need more than that (CLIP's held-out
-colour-shape pairs). A recipe trains with the course's own code, then writes, beside the weights,
-everything needed to trust and repeat it: the configuration, the seed, the time, the machine and
-the quality it measured. Lectures and stand-ins load the committed weights; anyone can re-run::
+"""Recipes: the course's longer trainings (CLIP's held-out pairs need more than a lecture's minute), run once by a
+committed script, their weights committed in half precision beside a record of the configuration, seed, time, machine
+and measured quality. Lectures and stand-ins load the committed weights; anyone can re-run::
 
     python -m course_utils recipe miniclip            # writes course_utils/weights/miniclip/  (about 16 min)
     python -m course_utils recipe judge               # writes course_utils/weights/judge/     (a few minutes)
     python -m course_utils recipe sd                  # writes course_utils/weights/sd/        (about 80 min)
 
-The Stable Diffusion recipe needs the other two: its text encoder is the mini-CLIP's and its
-quality is measured by the judge. ``OMP_NUM_THREADS`` sets the threads it uses.
-
-The weights are stored in half precision (safetensors): a few MB, and ``clip.load`` rounds a
-model to half precision anyway.
+The Stable Diffusion recipe needs the other two: its text encoder is the mini-CLIP's and its quality is measured by
+the judge. ``OMP_NUM_THREADS`` sets the threads it uses. Half precision costs nothing: ``clip.load`` rounds to it.
 """
 from __future__ import annotations
 

@@ -17,10 +17,9 @@ The contract of the student's code:
     (d_k = dim / num_heads, the layout of ``torch.nn.MultiheadAttention``). A ``dim`` not
     divisible by ``num_heads`` raises ValueError. Returning ``(output, weights)`` is fine too.
 
-Any correct implementation prints the same verdict lines (matmul or einsum, -inf or a large
-negative fill, loops over heads or reshapes). A mistake raises ``CheckFailed`` naming it; the
-mistakes recognised are the module-level message constants below. Rows with no allowed key are
-never tested: implementations legitimately differ there (NaN or uniform weights).
+Any correct implementation passes (matmul or einsum, -inf or a large negative fill, loops over heads or reshapes);
+the mistakes recognised are the message constants below. Rows with no allowed key are never tested: implementations
+legitimately differ there (NaN or uniform weights).
 """
 from __future__ import annotations
 

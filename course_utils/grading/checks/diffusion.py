@@ -17,9 +17,8 @@ paper's beta_{t+1}):
 (c) ``classifier_free_guidance(eps_uncond, eps_cond, guidance_scale)``:
     eps_uncond + guidance_scale (eps_cond - eps_uncond).
 
-Any correct implementation prints the same verdict lines (gather or indexing, ``view`` or
-``[:, None, None, None]``, ``torch.where`` or ``if`` for t = 0). A mistake raises ``CheckFailed``
-naming it: the module-level message constants below.
+Any correct implementation passes (gather or indexing, ``view`` or ``[:, None, None, None]``, ``torch.where`` or
+``if`` for t = 0); the mistakes recognised are the message constants below.
 """
 from __future__ import annotations
 

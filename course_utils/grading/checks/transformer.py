@@ -18,12 +18,10 @@ The contract of the student's code:
     post-norm       x = norm1(x + attn(x)); x = norm2(x + mlp(x))   when it is False,
     with ``mask`` passed on to ``attn`` (True where a token may attend).
 
-Any correct implementation prints the same verdict lines (mean and variance by hand, ``x.var``,
-``torch.var_mean`` or einsum; an if/else or helper sub-layers). A mistake raises ``CheckFailed``
-naming it; the mistakes recognised are the module-level message constants below, each found by
-comparing the student's output with a planted buggy variant. The block is compared with
-``course_utils.models.transformer.TransformerEncoderBlock`` given the same weights, which equals
-``torch.nn.TransformerEncoderLayer`` (``to_torch_layer``).
+Any correct implementation passes (mean and variance by hand, ``x.var``, ``torch.var_mean`` or einsum; an if/else
+or helper sub-layers); the mistakes recognised are the message constants below, each a planted buggy variant. The
+block is compared with ``course_utils.models.transformer.TransformerEncoderBlock`` given the same weights, which
+equals ``torch.nn.TransformerEncoderLayer`` (``to_torch_layer``).
 """
 from __future__ import annotations
 
