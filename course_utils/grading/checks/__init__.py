@@ -21,8 +21,8 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["CheckFailed", "passed", "fmt_shape", "call", "close", "randn", "keep_rng", "require_callable",
-           "unchanged", "require_tensor", "NO_GRAD", "NOT_TENSOR"]
+__all__ = ["CheckFailed", "passed", "fmt_shape", "call", "close", "first_match", "randn", "keep_rng",
+           "require_callable", "unchanged", "require_tensor", "NO_GRAD", "NOT_TENSOR"]
 
 NO_GRAD = "no gradient flows back to {name}: keep every step in torch (no .detach(), .item(), .data or NumPy)"
 NOT_TENSOR = "expected a tensor, got {kind}: keep the computation in torch"
@@ -76,6 +76,15 @@ def close(actual, expected, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
     a = actual.detach().to("cpu", torch.float64)
     b = expected.detach().to("cpu", torch.float64)
     return bool(torch.allclose(a, b, rtol=rtol, atol=atol))
+
+
+def first_match(result, variants, fallback: str, **tolerance) -> None:
+    """Raise CheckFailed with the message of the first (wrong value, message) that ``result`` is close to, else
+    with ``fallback``: called once ``result`` is known to differ from the reference."""
+    for wrong, message in variants:
+        if close(result, wrong, **tolerance):
+            raise CheckFailed(message)
+    raise CheckFailed(fallback)
 
 
 def randn(*shape: int, generator: torch.Generator, scale: float = 1.0) -> torch.Tensor:

@@ -28,6 +28,7 @@ from course_utils.grading.checks import (
     CheckFailed,
     call,
     close,
+    first_match,
     fmt_shape,
     keep_rng,
     passed,
@@ -87,7 +88,7 @@ def _variants(f: torch.Tensor, g: torch.Tensor, s: float) -> list[tuple[torch.Te
 
     fn, gn = F.normalize(f, dim=-1), F.normalize(g, dim=-1)
     rows, cols = parts(fn, gn, s)
-    out = [
+    return [
         (sum(parts(f, g, s)) / 2, NOT_NORMALISED),
         (sum(parts(fn, g, s)) / 2, ONE_SIDE_NORMALISED),
         (sum(parts(f, gn, s)) / 2, ONE_SIDE_NORMALISED),
@@ -101,7 +102,6 @@ def _variants(f: torch.Tensor, g: torch.Tensor, s: float) -> list[tuple[torch.Te
         (sum(parts(fn, gn, 1.0 / s)) / 2, DIVIDED_BY_SCALE),
         (sum(parts(fn, gn, float(torch.tensor(s).exp().clamp(max=1e30)))) / 2, EXP_SCALE),
     ]
-    return out
 
 
 def _loss_call(fn, f, g, scale, where):
@@ -128,10 +128,7 @@ def check_clip_loss(clip_loss) -> None:
         passed(f"returns a scalar loss for image and text features of shape {fmt_shape(f)}")
         want = _loss(f, g, scale)
         if not close(loss, want):
-            for wrong, message in _variants(f, g, scale):
-                if close(loss, wrong):
-                    raise CheckFailed(message)
-            raise CheckFailed(WRONG_LOSS)
+            first_match(loss, _variants(f, g, scale), WRONG_LOSS)
         passed("equals the mean of the image-to-text and text-to-image cross-entropies of logit_scale · f gᵀ")
         if not loss.requires_grad:
             raise CheckFailed(NO_GRAD.format(name="the features"))
@@ -186,14 +183,12 @@ def check_zero_shot_probs(zero_shot_probs) -> None:
         passed("each row sums to 1 over the classes")
         want = _probs(f, g, scale)
         if not close(p, want):
-            wrong = [((scale * f @ g.T).softmax(-1), NOT_NORMALISED), ((scale * fn @ g.T).softmax(-1), ONE_SIDE_NORMALISED),
-                     ((scale * f @ gn.T).softmax(-1), ONE_SIDE_NORMALISED), ((fn @ gn.T).softmax(-1), NO_SCALE),
-                     ((fn @ gn.T / scale).softmax(-1), DIVIDED_BY_SCALE),
-                     ((F.normalize(f, dim=0) @ F.normalize(g, dim=0).T * scale).softmax(-1), NORM_WRONG_DIM)]
-            for candidate, message in wrong:
-                if close(p, candidate):
-                    raise CheckFailed(message)
-            raise CheckFailed(PROBS_WRONG)
+            first_match(p, [((scale * f @ g.T).softmax(-1), NOT_NORMALISED),
+                            ((scale * fn @ g.T).softmax(-1), ONE_SIDE_NORMALISED),
+                            ((scale * f @ gn.T).softmax(-1), ONE_SIDE_NORMALISED), ((fn @ gn.T).softmax(-1), NO_SCALE),
+                            ((fn @ gn.T / scale).softmax(-1), DIVIDED_BY_SCALE),
+                            ((F.normalize(f, dim=0) @ F.normalize(g, dim=0).T * scale).softmax(-1), NORM_WRONG_DIM)],
+                        PROBS_WRONG)
         passed("equals the softmax over the classes of logit_scale × cosine similarity")
         default = call(zero_shot_probs, f.clone(), g.clone(), what="your zero_shot_probs",
                        where="without a logit_scale")

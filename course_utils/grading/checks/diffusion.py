@@ -28,6 +28,7 @@ from course_utils.grading.checks import (
     CheckFailed,
     call,
     close,
+    first_match,
     fmt_shape,
     keep_rng,
     passed,
@@ -105,13 +106,6 @@ def _unchanged(triples) -> None:
     unchanged({n: g for n, g, _ in triples}, {n: o for n, _, o in triples}, hint="compute a new tensor")
 
 
-def _first_match(result, variants, fallback: str):
-    for wrong, message in variants:
-        if close(result, wrong):
-            raise CheckFailed(message)
-    raise CheckFailed(fallback)
-
-
 # ---------------------------------------------------------------------- q_sample
 
 def _q_variants(x0, t, noise, abar):
@@ -159,7 +153,7 @@ def check_q_sample(q_sample) -> None:
         _unchanged(given)
         passed(f"returns x_t of shape {fmt_shape(x0)}, the shape of x0, and leaves its inputs unchanged")
         if not close(result, _q_sample(x0, t, noise, abar)):
-            _first_match(result, _q_variants(x0, t, noise, abar), Q_WRONG)
+            first_match(result, _q_variants(x0, t, noise, abar), Q_WRONG)
         passed("equals sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, each sample at its own step t")
 
         x0, noise = randn(3, 1, 8, 8, generator=gen), randn(3, 1, 8, 8, generator=gen)
@@ -223,13 +217,13 @@ def check_ddpm_step(ddpm_step) -> None:
         _unchanged(given)
         passed(f"returns x_(t-1) of shape {fmt_shape(x_t)}, the shape of x_t, and leaves its inputs unchanged")
         if not close(result, _step(x_t, t, eps, betas, noise)):
-            _first_match(result, _step_variants(x_t, t, eps, betas, noise), STEP_WRONG)
+            first_match(result, _step_variants(x_t, t, eps, betas, noise), STEP_WRONG)
         passed("equals 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - abar_t) eps) + sqrt(beta_t) z at t = 5")
 
         last = call(ddpm_step, x_t.clone(), len(betas) - 1, eps.clone(), betas.clone(), noise.clone(),
                     what="your ddpm_step", where=f"at the first reverse step, t = {len(betas) - 1}")
         if not close(_tensor_result(last, x_t.shape), _step(x_t, len(betas) - 1, eps, betas, noise)):
-            _first_match(last, _step_variants(x_t, len(betas) - 1, eps, torch.cat([betas, betas[-1:]]), noise)[:10],
+            first_match(last, _step_variants(x_t, len(betas) - 1, eps, torch.cat([betas, betas[-1:]]), noise)[:10],
                          STEP_WRONG + f" (at t = {len(betas) - 1})")
         passed(f"works at the first reverse step, t = T - 1 = {len(betas) - 1}")
 
@@ -260,7 +254,7 @@ def check_classifier_free_guidance(classifier_free_guidance) -> None:
         _unchanged(given)
         passed(f"returns a prediction of shape {fmt_shape(u)}, the shape of its inputs, and leaves them unchanged")
         if not close(result, _cfg(u, c, w)):
-            _first_match(result, [
+            first_match(result, [
                 (c + w * (u - c), CFG_SWAPPED),
                 (u + (1 + w) * (c - u), CFG_ONE_PLUS_W),
                 (c + w * (c - u), CFG_ONE_PLUS_W),

@@ -26,6 +26,7 @@ from course_utils.grading.checks import (
     CheckFailed,
     call,
     close,
+    first_match,
     fmt_shape,
     keep_rng,
     passed,
@@ -164,12 +165,8 @@ def check_guided_noise(guided_noise) -> None:
             got = got.detach()
             want = eps_u + s * (eps_c - eps_u)
             if not close(got, want, atol=1e-4):
-                wrong = [(eps_c, COND_ONLY), (eps_u, UNCOND_ONLY), (eps_c + s * (eps_u - eps_c), SWAPPED),
-                         (eps_c + s * (eps_c - eps_u), ONE_PLUS)]
-                for value, message in wrong:
-                    if close(got, value, atol=1e-4):
-                        raise CheckFailed(message)
-                raise CheckFailed(WRONG_GUIDANCE)
+                first_match(got, [(eps_c, COND_ONLY), (eps_u, UNCOND_ONLY), (eps_c + s * (eps_u - eps_c), SWAPPED),
+                                  (eps_c + s * (eps_c - eps_u), ONE_PLUS)], WRONG_GUIDANCE, atol=1e-4)
         passed(f"returns a noise prediction shaped like the latents, {fmt_shape(latents)}, "
                "for t an int or a 0-dim tensor")
         passed("equals eps_uncond + guidance_scale · (eps_cond − eps_uncond) at guidance_scale 7.5")
