@@ -300,44 +300,27 @@ _COMMON_MISTAKES = [
     (SAME_NORM.format(name="norm2"), dict(norms=("norm2", "norm2"))),
     (RELU, dict(act="relu")),
 ]
-_BLOCK_MISTAKES = {
-    "pre": [
-        (POST_WHEN_PRE, ("post", "post")),
-        (NO_RESIDUALS, ("pre_no_residual", "pre_no_residual")),
-        (NO_RESIDUAL_ATTN, ("pre_no_residual", "pre")),
-        (NO_RESIDUAL_MLP, ("pre", "pre_no_residual")),
-        (NORM_ON_BRANCH, ("norm_on_branch", "norm_on_branch")),
-        (NORM_ON_BRANCH, ("norm_on_branch", "pre")),
-        (NORM_ON_BRANCH, ("pre", "norm_on_branch")),
-        (NO_NORMS, ("no_norm", "no_norm")),
-        (ATTN_UNNORMED, ("no_norm", "pre")),
-        (MLP_UNNORMED, ("pre", "no_norm")),
-        (NORMED_RESIDUAL, ("normed_residual", "normed_residual")),
-        (NORMED_RESIDUAL, ("normed_residual", "pre")),
-        (NORMED_RESIDUAL, ("pre", "normed_residual")),
-        (PARALLEL, ("pre", "pre_parallel")),
-        (SKIPS_ATTN, ("pre", "pre_skip")),
-    ],
-    "post": [
-        (PRE_WHEN_POST, ("pre", "pre")),
-        (NO_RESIDUALS, ("post_no_residual", "post_no_residual")),
-        (NO_RESIDUAL_ATTN, ("post_no_residual", "post")),
-        (NO_RESIDUAL_MLP, ("post", "post_no_residual")),
-        (NORM_ON_BRANCH, ("norm_on_branch", "norm_on_branch")),
-        (NORM_ON_BRANCH, ("norm_on_branch", "post")),
-        (NORM_ON_BRANCH, ("post", "norm_on_branch")),
-        (NO_NORMS, ("no_norm", "no_norm")),
-        (PARALLEL, ("post", "post_parallel")),
-        (SKIPS_ATTN, ("post", "post_skip")),
-    ],
-}
+
+
+def _order_mistakes(o: str) -> list[tuple[str, tuple[str, str]]]:
+    """(message, the rules of the two sub-layers) for the ``o`` order ("pre" or "post"), in the order they are tried;
+    pre-norm adds five: a sub-layer reading x itself, or a residual adding the normalised x."""
+    other, bare = {"pre": "post", "post": "pre"}[o], f"{o}_no_residual"
+    pre_only = [(ATTN_UNNORMED, ("no_norm", "pre")), (MLP_UNNORMED, ("pre", "no_norm")),
+                (NORMED_RESIDUAL, ("normed_residual", "normed_residual")), (NORMED_RESIDUAL, ("normed_residual", "pre")),
+                (NORMED_RESIDUAL, ("pre", "normed_residual"))]
+    return [(POST_WHEN_PRE if o == "pre" else PRE_WHEN_POST, (other, other)),
+            (NO_RESIDUALS, (bare, bare)), (NO_RESIDUAL_ATTN, (bare, o)), (NO_RESIDUAL_MLP, (o, bare)),
+            (NORM_ON_BRANCH, ("norm_on_branch", "norm_on_branch")), (NORM_ON_BRANCH, ("norm_on_branch", o)),
+            (NORM_ON_BRANCH, (o, "norm_on_branch")), (NO_NORMS, ("no_norm", "no_norm")),
+            *(pre_only if o == "pre" else []), (PARALLEL, (o, f"{o}_parallel")), (SKIPS_ATTN, (o, f"{o}_skip"))]
 
 
 def block_mistakes(order: str) -> list[tuple[str, dict]]:
     """The (message, keywords of _block) pairs for the ``order`` ("pre" or "post"), messages filled in."""
     attn, mlp = FORMULAS[order]
     right = dict(rules=(order, order))
-    mistakes = [(message, dict(rules=rules)) for message, rules in _BLOCK_MISTAKES[order]]
+    mistakes = [(message, dict(rules=rules)) for message, rules in _order_mistakes(order)]
     mistakes += [(message, {**right, **mistake}) for message, mistake in _COMMON_MISTAKES]
     return [(message.format(attn=attn, mlp=mlp), mistake) for message, mistake in mistakes]
 
