@@ -94,7 +94,8 @@ def randn(*shape: int, generator: torch.Generator, scale: float = 1.0) -> torch.
 
 @contextlib.contextmanager
 def keep_rng():
-    """Run a check without changing torch's global random state (a student's __init__ draws from it)."""
+    """Run a check without changing torch's global random state (a student's __init__ draws from it); a ``with``
+    block, or ``@keep_rng()`` on a whole check."""
     with torch.random.fork_rng(devices=[]):
         yield
 

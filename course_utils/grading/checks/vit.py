@@ -58,14 +58,10 @@ def _labelled_images(B: int, C: int, H: int, W: int) -> torch.Tensor:
 
 # ---------------------------------------------------------------- patchify
 
+@keep_rng()
 def check_patchify(patchify) -> None:
     """Check ``patchify(images, patch_size)``: shapes, patch order, order within a patch, errors."""
     require_callable(patchify, "patchify")
-    with keep_rng():
-        _check_patchify(patchify)
-
-
-def _check_patchify(patchify) -> None:
     B, C, H, W, P = 2, 3, 4, 6, 2  # a 2 x 3 grid of patches: rows and columns are told apart
     N = (H // P) * (W // P)
     images = _labelled_images(B, C, H, W)
@@ -148,14 +144,10 @@ def _parameter(module: nn.Module, name: str, shape: tuple, meaning: str) -> nn.P
     return value
 
 
+@keep_rng()
 def check_vit_embedding(ViTEmbedding) -> None:  # noqa: N803 - the class under test
     """Check ``ViTEmbedding``: parameters, z_0 = [x_cls; x_p E] + E_pos, and the Conv2d equivalence."""
     require_callable(ViTEmbedding, "ViTEmbedding", kind="class")
-    with keep_rng():
-        _check_vit_embedding(ViTEmbedding)
-
-
-def _check_vit_embedding(ViTEmbedding) -> None:  # noqa: N803
     S, P, C, D = 8, 4, 3, 6
     N = (S // P) ** 2
     torch.manual_seed(0)  # inside keep_rng: the notebook's random state is left alone
