@@ -35,6 +35,7 @@ from course_utils.grading.checks import (
     CheckFailed,
     call,
     close,
+    first_match,
     fmt_shape,
     keep_rng,
     passed,
@@ -149,10 +150,7 @@ def _diagnose_scale(w, q, k, v):
         if n != d:
             candidates.append((1.0 / math.sqrt(n), f"scores are divided by sqrt({n}) = sqrt({label}); d_k is the "
                                                    f"width of q and k, q.shape[-1] = {d}"))
-    for c, message in candidates:
-        if close(w, _scaled(q, k, v, None, c)[1]):
-            raise CheckFailed(message)
-    raise CheckFailed(WRONG_WEIGHTS)
+    first_match(w, ((_scaled(q, k, v, None, c)[1], message) for c, message in candidates), WRONG_WEIGHTS)
 
 
 def _check_masked(fn, q, k, v, mask, label):

@@ -36,6 +36,7 @@ from course_utils.grading.checks import (
     CheckFailed,
     call,
     close,
+    first_match,
     fmt_shape,
     keep_rng,
     passed,
@@ -436,15 +437,13 @@ def _compare_block(out, ref, x, mask, order):
         mistakes = block_mistakes(order)
         if mask is not None:
             mistakes = [(MASK_NOT_PASSED, dict(rules=(order, order), pass_mask=False)), *mistakes]
-        for message, mistake in mistakes:
-            if close(out, _block(ref, x, mask, **mistake)):
-                raise CheckFailed(message)
-    raise _wrong_block(order)
+        first_match(out, ((_block(ref, x, mask, **mistake), message) for message, mistake in mistakes),
+                    _wrong_block(order))
 
 
-def _wrong_block(order):
+def _wrong_block(order) -> str:
     attn, mlp = FORMULAS[order]
-    return CheckFailed(WRONG_BLOCK.format(order=f"{order}-norm", attn=attn, mlp=mlp))
+    return WRONG_BLOCK.format(order=f"{order}-norm", attn=attn, mlp=mlp)
 
 
 def check_transformer_block(cls) -> None:
@@ -501,7 +500,7 @@ def check_transformer_block(cls) -> None:
         with torch.no_grad():
             for block, order in ((pre, "pre"), (post, "post")):
                 if not close(_block_forward(block, x, what=""), to_torch_layer(ref[order])(x)):
-                    raise _wrong_block(order)
+                    raise CheckFailed(_wrong_block(order))
         passed(f"equals torch.nn.TransformerEncoderLayer({D}, {H}, {M}, activation='gelu', norm_first=True "
                "or False) with the same weights")
     print("All checks passed: TransformerEncoderBlock is correct.")
