@@ -117,14 +117,12 @@ def save_judge(judge: Judge, record: dict, folder: Path = JUDGE_DIR) -> Path:
 
 def load_judge(folder: Path = JUDGE_DIR) -> Judge:
     """The committed judge, in eval mode."""
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     if not (folder / "model.safetensors").is_file():
         raise FileNotFoundError(f"no judge weights in {folder}: run `python -m course_utils recipe judge`")
     record = json.loads((folder / "recipe.json").read_text())
     judge = Judge(record["config"]["width"])
-    judge.load_state_dict(load_file(str(folder / "model.safetensors")))
+    judge.load_state_dict(_float_weights(folder / "model.safetensors"))  # committed in float32: unchanged
     return judge.eval()
 
 
