@@ -244,8 +244,7 @@ def kernel_environment(cache: Path, port: int, course_cache: Path) -> dict[str, 
     dead = f"http://127.0.0.1:{port}"
     env.update(HF_HUB_CACHE=str(cache), HF_ENDPOINT=dead, COURSE_REHEARSAL="1", PYTHONWARNINGS="ignore::DeprecationWarning",
                http_proxy=dead, https_proxy=dead, HTTP_PROXY=dead, HTTPS_PROXY=dead,
-               COURSE_CLIP_CACHE=str(cache.parent / "clip"))
-    env["COURSE_UTILS_CACHE"] = str(course_cache)
+               COURSE_CLIP_CACHE=str(cache.parent / "clip"), COURSE_UTILS_CACHE=str(course_cache))
     trained = course_cache / "trained"
     if not trained.exists():
         shared = course_cache_dir() / "trained"
