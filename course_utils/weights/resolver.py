@@ -268,13 +268,11 @@ def is_cached(name: str, cache_dir: str | os.PathLike | None = None) -> bool:
 
 # What each library loads, as huggingface_hub's (allow, ignore) patterns: fnmatch, "*" crosses "/".
 FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    # the repository's top level: config, processor and tokenizer files and safetensors weights
-    # (pytorch_model.bin, tf_model.h5, flax_model.msgpack are the same weights again; onnx/ and
-    # other folders hold exports)
+    # the repository's top level: config, processor and tokenizer files and safetensors weights (pytorch_model.bin,
+    # tf_model.h5, flax_model.msgpack are the same weights again; onnx/ and other folders hold exports)
     "transformers": (("*.json", "*.txt", "*.safetensors"), ("*/*",)),
-    # model_index.json and each component's folder (unet/, vae/, text_encoder/...); not the
-    # single-file checkpoints at the top (v1-5-pruned*.safetensors, several GB each) nor the
-    # fp16 and non-EMA variants from_pretrained does not load by default
+    # model_index.json and each component's folder (unet/, vae/, text_encoder/...); not the single-file checkpoints
+    # at the top (v1-5-pruned*.safetensors, several GB each) nor the fp16 and non-EMA variants from_pretrained skips
     "diffusers": (("*.json", "*.txt", "*/*.safetensors"), ("*.fp16.*", "*.non_ema.*")),
 }
 # a repository from before safetensors: its weights as the pickle transformers reads with weights_only
