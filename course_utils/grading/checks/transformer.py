@@ -306,10 +306,9 @@ _COMMON_MISTAKES = [
 def _order_mistakes(o: str) -> list[tuple[str, tuple[str, str]]]:
     """(message, the rules of the two sub-layers) for the ``o`` order ("pre" or "post"), in the order they are tried;
     pre-norm adds five: a sub-layer reading x itself, or a residual adding the normalised x."""
-    other, bare = {"pre": "post", "post": "pre"}[o], f"{o}_no_residual"
+    other, bare, normed = {"pre": "post", "post": "pre"}[o], f"{o}_no_residual", "normed_residual"
     pre_only = [(ATTN_UNNORMED, ("no_norm", "pre")), (MLP_UNNORMED, ("pre", "no_norm")),
-                (NORMED_RESIDUAL, ("normed_residual", "normed_residual")), (NORMED_RESIDUAL, ("normed_residual", "pre")),
-                (NORMED_RESIDUAL, ("pre", "normed_residual"))]
+                *[(NORMED_RESIDUAL, rules) for rules in ((normed, normed), (normed, "pre"), ("pre", normed))]]
     return [(POST_WHEN_PRE if o == "pre" else PRE_WHEN_POST, (other, other)),
             (NO_RESIDUALS, (bare, bare)), (NO_RESIDUAL_ATTN, (bare, o)), (NO_RESIDUAL_MLP, (o, bare)),
             (NORM_ON_BRANCH, ("norm_on_branch", "norm_on_branch")), (NORM_ON_BRANCH, ("norm_on_branch", o)),
