@@ -47,9 +47,7 @@ class Split(NamedTuple):
     y_test: torch.Tensor
 
 
-def train_test_split_tensors(
-    x: torch.Tensor, y: torch.Tensor, test_fraction: float = 0.2, seed: int = 0
-) -> Split:
+def train_test_split_tensors(x: torch.Tensor, y: torch.Tensor, test_fraction: float = 0.2, seed: int = 0) -> Split:
     """Split ``x, y`` into train and test, stratified by label and deterministic by ``seed``.
 
     Each class sends ``round(test_fraction * count)`` of its samples to the test set, so the
@@ -78,8 +76,6 @@ def digits_split(size: int = 8, test_fraction: float = 0.2, seed: int = 0) -> Sp
 
 
 IMAGE_MEAN = (0.5, 0.5, 0.5)  # pixels in [0, 1] are mapped to [-1, 1]: (x - mean) / std
-
-
 IMAGE_STD = (0.5, 0.5, 0.5)
 
 

@@ -4,59 +4,35 @@ Each image is one coloured shape on a plain dark-grey background, with a caption
 "a small red circle on the left". Nothing is downloaded: ``make_shapes(n, size, seed, split)``
 draws the images from a seed, so every run of the course sees the same data.
 
-Attributes (the index of each name is the integer label stored in ``Shapes``)
--------------------------------------------------------------------------------
-- ``COLOURS``: red, green, blue, yellow, purple, with the fixed RGB values of ``COLOUR_RGB``.
-- ``SHAPES``: circle, square, triangle (apex up), diamond (a square turned 45 degrees), cross (a plus
-  sign). In units of the radius r around the centre (y down): circle of radius 1; square of
-  half-side 0.85; triangle with apex (0, -1) and base y = 1 from x = -1.15 to 1.15; diamond
-  |x| + |y| <= 1.15; cross of two bars 2 long and 0.68 wide. Areas: 2.26 r^2 (cross) to 3.14 r^2 (circle).
-- ``SIZES``: small, large. The shape's radius ``r`` is 0.12 (small) or 0.19 (large) of the image
-  side, times a seeded jitter in [0.9, 1.1]. At 32 px a small shape is about 8 px across, a large one
-  about 12 px. Every shape fits in a box of half-width at most 1.15 r around its centre.
-- ``POSITIONS``: where the shape's centre lies, as fractions (x, y) of the image side, origin top
-  left, y down (``POSITION_XY``): left (0.3, 0.5), right (0.7, 0.5), top (0.5, 0.3),
-  bottom (0.5, 0.7), centre (0.5, 0.5); plus a seeded jitter of at most 0.025 in x and y. A
-  shape stays at least 0.03 of the side (a pixel at 32 px) away from the border, and nominal
-  centres lie 0.2 apart, far more than the jitter.
-- Background: a uniform grey, drawn from [0.10, 0.30] per image. Shape colours are not jittered.
-- The exact geometry of each sample is kept too: ``Shapes.centre`` (x, y) and ``Shapes.radius``.
+Attributes (the index of each name in ``COLOURS``, ``SHAPES``, ``SIZES``, ``POSITIONS`` is its integer label)
+-------------------------------------------------------------------------------------------------------------
+- Shapes, in units of the radius r around the centre (y down): circle of radius 1; square of half-side 0.85;
+  triangle with apex (0, -1) and base y = 1 from x = -1.15 to 1.15; diamond |x| + |y| <= 1.15; cross of two
+  bars 2 long and 0.68 wide. Areas: 2.26 r^2 (cross) to 3.14 r^2 (circle); all fit within 1.15 r of the centre.
+- Sizes: r is ``SIZE_RADIUS`` of the image side times a seeded jitter in [0.9, 1.1]; at 32 px a small shape is
+  about 8 px across, a large one about 12 px.
+- Positions: the centre is ``POSITION_XY`` (fractions of the side, origin top left) plus a seeded jitter of at most
+  0.025 in x and y; a shape stays at least 0.03 of the side from the border, and nominal centres lie 0.2 apart.
+- Background: a uniform grey drawn from [0.10, 0.30] per image; ``COLOUR_RGB`` is not jittered. ``Shapes.centre``
+  and ``Shapes.radius`` keep the exact geometry of each sample.
 
 Rendering is anti-aliased: each image is drawn at 4x the resolution as a 0/1 mask, then averaged
 over 4x4 blocks, so an edge pixel holds the fraction of it the shape covers.
 
-Captions
---------
-One of ``TEMPLATES``, chosen per sample by the seed:
+Captions: one of ``TEMPLATES`` per sample, chosen by the seed. Every template names the colour and the shape; four of
+six also name the size and four the position (as a phrase, ``POSITION_PHRASES``). ``caption(...)`` fills a template;
+``class_prompts(template)`` gives the 25 colour-shape prompts in ``PAIRS`` order, and ``pair_index(colour, shape)``
+maps a pair to 0..24, for zero-shot classification.
 
-    "a {size} {colour} {shape} {position}"            a small red circle on the left
-    "a {colour} {shape} {position}"                   a red circle on the left
-    "a {size} {colour} {shape}"                       a small red circle
-    "a {colour} {shape}"                              a red circle
-    "a picture of a {size} {colour} {shape} {position}"
-    "there is a {size} {colour} {shape} {position}"
+The held-out set: ``split="train"`` never contains the four pairs of ``HELD_OUT``. No two of them share a colour or
+a shape, so every colour and every shape still appears in training with four (or five) partners: a model that has
+learnt "red" and "triangle" separately can recognise, or draw, a red triangle it has never seen. ``split="heldout"``
+contains only those four pairs (to measure that zero-shot generalisation); ``split="all"`` draws from all 25.
+Pairs are drawn uniformly from the split's allowed pairs; size, position and template uniformly.
 
-Every template names the colour and the shape; four of six also name the size and four the position (``{position}``
-becomes a phrase such as "on the left" or "in the centre", see ``POSITION_PHRASES``). ``caption(...)`` fills a template;
-``class_prompts(template)`` gives the 25 colour-shape prompts in ``PAIRS`` order, and ``pair_index(colour, shape)`` maps
-a pair to 0..24, for zero-shot classification.
-
-The held-out set
-----------------
-``HELD_OUT`` lists four colour-shape pairs that ``split="train"`` never contains:
-red triangle, green circle, blue cross, yellow square. No two of them share a colour or a
-shape, so every colour and every shape still appears in training with four (or five) partners:
-a model that has learnt "red" and "triangle" separately can recognise, or draw, a red triangle it
-has never seen. ``split="heldout"`` contains only those four pairs (to measure that zero-shot
-generalisation); ``split="all"`` draws from all 25. Colour-shape pairs are drawn uniformly from
-the split's allowed pairs; size, position and template uniformly.
-
-Determinism
------------
-All random numbers come from ``numpy.random.default_rng`` seeded with ``(seed, split)``: the same
-call gives identical tensors and captions, different seeds differ, and ``make_shapes(100)`` is the
-first 100 samples of ``make_shapes(1000)``. The attributes and captions do not depend on ``size``:
-the 64 px images show the same scenes as the 32 px ones.
+Determinism: all random numbers come from ``numpy.random.default_rng`` seeded with ``(seed, split)``; the same call
+gives identical tensors and captions, and ``make_shapes(100)`` is the first 100 samples of ``make_shapes(1000)``.
+The attributes and captions do not depend on ``size``: the 64 px images show the same scenes as the 32 px ones.
 """
 from __future__ import annotations
 

@@ -9,25 +9,17 @@ prints one line per exercise, in notebook order, then a summary, and exits 0 onl
     · patchify: not attempted
     1 of 3 exercises passed
 
-How it works (the conventions are in ``course_utils.grading.exercises``):
-
-1. The solution notebook of the same file name is found in the solutions directory (``--solutions``, else the
-   ``COURSE_SOLUTIONS_DIR`` environment variable, else ``solutions/`` beside the package).
-2. A *graded notebook* is built in a temporary directory: the solution notebook, with each stub cell's source replaced
-   by the student's version of that cell (matched by cell id, else by the code cell that defines the exercise's name).
-   The solution's setup and check cells, with their stored outputs, are kept: editing a check changes nothing and
-   scratch cells are ignored. The student's file is only read, never written.
-3. nbval runs the graded notebook in a subprocess (``python -m pytest --nbval``, a kernel in this Python), with a time
-   limit per cell; a small plugin (``course_utils.grading.nbval_report``) records the result of every cell.
-4. Each exercise is *passed* when its stub cell and all its check cells ran without error and the check cells printed
-   what the solution printed; *not attempted* while its cell still holds the generated ``raise NotImplementedError()``
-   (or no cell defines it); otherwise *failed*, with the first difference: the exception line
-   (``CheckFailed: weights do not sum to 1 over the keys``), or the first output line that differs from the solution's,
-   expected vs got.
-
-A syntax error in a student's cell is found before running (the cell is replaced by the stub, so the other exercises are
-still checked). A setup cell that fails, a cell that does not finish in time and a kernel that dies are reported in one
-plain line each, never as a traceback; exercises after such an event are reported as *not checked*.
+How it works (the conventions are in ``course_utils.grading.exercises``): the solution notebook of the same file name
+(``--solutions``, else ``$COURSE_SOLUTIONS_DIR``, else ``solutions/``) is copied with each stub cell's source replaced
+by the student's version of that cell (by cell id, else the code cell defining the exercise's name); its setup and
+check cells, with their stored outputs, are kept, so editing a check changes nothing and scratch cells are ignored.
+nbval runs that graded copy in a subprocess with a time limit per cell, and ``course_utils.grading.nbval_report``
+records each cell's result. An exercise is *passed* when its stub cell and its check cells ran without error and the
+checks printed what the solution printed; *not attempted* while its cell still holds the generated
+``raise NotImplementedError()`` (or no cell defines it); otherwise *failed*, with the first difference: the exception
+line or the first output line that differs, expected vs got. A student's syntax error is found before running (the
+stub stands in, so the other exercises are still checked); a failing setup cell, a timeout or a dead kernel is one
+plain line, and the exercises after it are *not checked*. The student's file is only read, never written.
 """
 from __future__ import annotations
 

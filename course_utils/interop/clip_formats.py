@@ -36,9 +36,8 @@ def with_context(model: nn.Module, context_length: int = CONTEXT_LENGTH) -> nn.M
     if context_length < L:
         raise ValueError(f"context_length {context_length} is shorter than the {L} the model was trained on")
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    state["positional_embedding"] = torch.cat([state["positional_embedding"],
-                                               state["positional_embedding"].new_zeros(context_length - L, state[
-                                                   "positional_embedding"].shape[1])])  # (context_length, W)
+    positions = state["positional_embedding"]  # (L, W) -> (context_length, W)
+    state["positional_embedding"] = torch.cat([positions, positions.new_zeros(context_length - L, positions.shape[1])])
     longer = build_clip(replace(config, context_length=context_length))
     longer.load_state_dict(state)
     return longer.eval()

@@ -57,11 +57,7 @@ def _paired_layers(model: ViT, hf_model) -> list[tuple[nn.Module, nn.Module]]:
 
 @torch.no_grad()
 def _copy_weights(model: ViT, hf_model, to_hf: bool) -> None:
-    """Copy every weight between the course ViT and a transformers ViT of the same shape, either way.
-
-    The patch embedding is the one place the layouts differ: transformers uses a Conv2d whose
-    weight is (D, C, P, P); the course's Linear weight is (D, P*P*C) in (p1 p2 c) order.
-    """
+    """Copy every weight between the course ViT and a transformers ViT of the same shape, either way."""
     c = model.config
     emb = getattr(hf_model, "vit", hf_model).embeddings
     course = model.embedding
@@ -90,11 +86,7 @@ def copy_to_hf(model: ViT, hf_model) -> None:
 
 def from_hf(hf_model) -> ViT:
     """The course ViT computing the same function as a ``transformers`` ``ViTForImageClassification``
-    (e.g. google/vit-base-patch16-224's own weights), in eval mode.
-
-    transformers' LayerNorms use eps = 1e-12 by default and the course's 1e-5: the course model
-    takes the library's value, so the two agree to float32 precision.
-    """
+    (e.g. google/vit-base-patch16-224's own weights), in eval mode, with the library's LayerNorm eps."""
     hc = hf_model.config
     config = ViTConfig(image_size=hc.image_size, patch_size=hc.patch_size, in_channels=hc.num_channels,
                        dim=hc.hidden_size, depth=hc.num_hidden_layers, num_heads=hc.num_attention_heads,

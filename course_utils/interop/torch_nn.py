@@ -1,5 +1,4 @@
-"""The course's ``TransformerEncoderBlock`` as PyTorch's own ``nn.TransformerEncoderLayer``.
-"""
+"""The course's ``TransformerEncoderBlock`` as PyTorch's own ``nn.TransformerEncoderLayer``."""
 from __future__ import annotations
 
 import torch

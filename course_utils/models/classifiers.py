@@ -60,8 +60,6 @@ SWIN = Family(
 # BEiT and DeiT take the shape of chapter 03's digits ViT (ViTConfig.tiny()), so the three compare like
 # for like: 16 px, a 4 x 4 grid of 4 x 4 patches, 4 layers of width 64 with 4 heads, MLP width 128.
 _VIT = ViTConfig.tiny()
-
-
 _VIT_SHAPE = dict(
     patch_size=_VIT.patch_size,                # P
     hidden_size=_VIT.dim,                      # D

@@ -29,8 +29,6 @@ __all__ = ["CLIP_MEAN", "CLIP_STD", "MAX_LOGIT_SCALE", "import_clip", "clip_loss
 
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # openai CLIP's image normalisation (clip.clip._transform)
-
-
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 

@@ -112,8 +112,6 @@ def noise_schedulers():
 
 
 SD_VAE = VAEConfig()
-
-
 SD_UNET = UNetConfig()
 
 

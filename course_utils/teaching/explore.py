@@ -1,13 +1,10 @@
 """Interactive explorers for the lectures: attention maps, the diffusion process, guidance.
 
-An explorer is an ipywidgets ``VBox`` (CSS class ``course-explorer``): a row of controls above one
-figure, an ``ipywidgets.Image`` (CSS class ``course-explorer-figure``) that is redrawn whenever a
-control moves. Figures are drawn on a plain matplotlib ``Figure``, never through pyplot, so an
-explorer never adds a second, stale copy of its picture to the notebook.
-
-Where no widget front end runs (nbval, nbconvert, GitHub's or VS Code's plain viewer), the cell's
-output still carries a PNG of the explorer's starting state and a one-line text description, so
-every viewer shows a figure and nbval compares a stable line of text.
+An explorer is an ipywidgets ``VBox`` (CSS class ``course-explorer``): a row of controls above one figure, an
+``ipywidgets.Image`` (CSS class ``course-explorer-figure``) redrawn whenever a control moves, on a plain matplotlib
+``Figure`` (never through pyplot, so no second, stale copy of the picture reaches the notebook). Where no widget front
+end runs (nbval, nbconvert, a plain viewer), the output still carries a PNG of the starting state and a one-line text
+description, so every viewer shows a figure and nbval compares a stable line of text.
 
     explorer = attention_explorer(image, maps, patch_size=4, cls_token=True)
     explorer                      # last line of a cell: the widget, or its picture

@@ -1,15 +1,8 @@
-"""Lecture notebooks as reveal.js slide decks: ``python -m course_utils slides``.
+"""Lecture notebooks as reveal.js slide decks: ``python -m course_utils slides`` (README: "Teaching with the course").
 
-Every lecture carries slide metadata (``slideshow.slide_type``: a slide per section, subslides,
-fragments where a derivation unfolds). Two ways to present it:
-
-* live, from JupyterLab, with RISE (``jupyterlab-rise``, installed with the course): open a lecture
-  and press Alt+R. reveal.js is bundled in the extension, so this works with no network;
-* as static HTML decks, exported here with nbconvert's ``SlidesExporter``, one file per lecture.
-  A browser showing a deck loads reveal.js 4.0.2 from unpkg.com (``--reveal-prefix`` for another
-  place) and require.js, jQuery and MathJax from cdnjs: decks need a network, RISE does not.
-
-In a deck, an explorer shows its picture (the widget needs a running kernel).
+Every lecture carries slide metadata; RISE presents it live from JupyterLab with no network, and this module exports
+static HTML decks with nbconvert's ``SlidesExporter``, one file per lecture, which load reveal.js 4.0.2 from unpkg.com
+(``--reveal-prefix`` for another place) and need a network. In a deck, an explorer shows its picture.
 """
 from __future__ import annotations
 

@@ -48,9 +48,6 @@ class History:
     test_accuracy: list[float] = field(default_factory=list)   # on the test set, after the epoch
     seconds: float = 0.0                                        # training time, evaluation excluded
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
 
 def random_affine(images: torch.Tensor, generator: torch.Generator, degrees: float = 8.0,
                   scale: float = 0.1, shift: float = 0.03) -> torch.Tensor:

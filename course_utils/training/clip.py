@@ -6,7 +6,7 @@ clipped at 100 after every step, as the paper does.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -45,9 +45,6 @@ class ClipHistory:
     seen_accuracy: list[float] = field(default_factory=list)         # zero-shot, pairs seen in training
     heldout_accuracy: list[float] = field(default_factory=list)      # zero-shot, the 4 held-out pairs
     seconds: float = 0.0                                             # training time, evaluation excluded
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @remembered

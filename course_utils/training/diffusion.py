@@ -1,8 +1,7 @@
-"""Training a denoiser to predict the noise (DDPM algorithm 1; chapter 06).
-"""
+"""Training a denoiser to predict the noise (DDPM algorithm 1; chapter 06)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -33,9 +32,6 @@ class DiffusionHistory:
 
     loss: list[float] = field(default_factory=list)
     seconds: float = 0.0
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @remembered

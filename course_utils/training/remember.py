@@ -1,9 +1,6 @@
-"""Live trainings, remembered: a training the course has run once on this machine is not run again.
-
-A lecture trains live (a minute or two, with a progress bar) so that the student sees the model
-learn. Running the lecture a second time, unchanged, need not take those minutes again: a training
-function decorated with :func:`remembered` keeps what it produced in the course cache, and a later call
-with the *same* inputs loads it instead:
+"""Live trainings, remembered: a training the course has run once on this machine is not run again (README: "Live
+trainings are remembered"). A training function decorated with :func:`remembered` keeps what it produced in the
+course cache, and a later call with the *same* inputs loads it instead:
 
 - the same function, the same course code (every module of ``course_utils``) and torch version;
 - the same arguments: configurations, data tensors, and the weights each model starts from;

@@ -1,5 +1,4 @@
-"""Training the small Stable Diffusion: the VAE, then the text-conditioned UNet (chapter 07 and its recipe).
-"""
+"""Training the small Stable Diffusion: the VAE, then the text-conditioned UNet (chapter 07 and its recipe)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -71,8 +70,6 @@ class SDTrainConfig:
 
 
 SD_VAE_TRAINING = VAETrainConfig(steps=1500, batch_size=32)
-
-
 SD_TRAINING = SDTrainConfig(steps=4000, batch_size=64, lr=1e-3, eval_every=500, eval_per_pair=4)
 
 

@@ -154,16 +154,14 @@ def _libraries_quiet():
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
-    was = transformers_logging.is_progress_bar_enabled(), diffusers_logging.is_progress_bar_enabled()
-    transformers_logging.disable_progress_bar()
-    diffusers_logging.disable_progress_bar()
+    enabled = [lib for lib in (transformers_logging, diffusers_logging) if lib.is_progress_bar_enabled()]
+    for lib in enabled:
+        lib.disable_progress_bar()
     try:
         yield
     finally:
-        if was[0]:
-            transformers_logging.enable_progress_bar()
-        if was[1]:
-            diffusers_logging.enable_progress_bar()
+        for lib in enabled:
+            lib.enable_progress_bar()
 
 
 def _swap_in(new: Path, folder: Path) -> None:

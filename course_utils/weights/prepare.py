@@ -4,16 +4,10 @@
     python -m course_utils prepare --offline            # build the stand-ins, even when online
     python -m course_utils prepare --only ViT-B/32      # some checkpoints only (repeatable)
 
-Online (the hub answers, see :func:`course_utils.weights.resolver.hub_status`), it downloads every real checkpoint of
-``resolver.CATALOGUE`` with its library's own downloader: the Hugging Face ones into the Hugging Face cache, only the
-files the library loads (configs, processor and tokenizer files, safetensors weights; never the ``.bin`` / ``.h5`` /
-``.msgpack`` / ONNX copies of the same weights), and openai CLIP's ``ViT-B/32`` into ~/.cache/clip (where openai's own
-download fails, as it has since October 2025, its transformers twin converted for ``clip.load``). It reports the disk
-each one uses. Offline, it builds every stand-in the course registers and reports the time each took.
-
-Before it starts, it says how much it will download or build, about how long that takes and how much disk it needs, and
-stops if the disk is too small. It ends with the doctor's checkpoint table and a summary (ready, time, disk), and exits
-0 when every checkpoint can be used offline (real weights in the local cache, or a built stand-in), 1 otherwise.
+Online (:func:`course_utils.weights.resolver.hub_status`) it downloads the real checkpoints of ``resolver.CATALOGUE``
+(only the files their library loads, :data:`FILES`) and reports the disk each uses; offline it builds every stand-in
+and reports the time each took. It first states the cost (README: "Preparing a classroom") and stops if the disk is
+too small; it exits 0 when every checkpoint can be used offline (cached real weights or a built stand-in), 1 otherwise.
 """
 from __future__ import annotations
 

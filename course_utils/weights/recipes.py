@@ -1,19 +1,13 @@
-"""Recipes: the course's longer trainings, run once by a committed script, their weights committed.
-
-A lecture trains live for a minute or two; some results need more than that (CLIP's held-out
-colour-shape pairs). A recipe trains with the course's own code, then writes, beside the weights,
-everything needed to trust and repeat it: the configuration, the seed, the time, the machine and
-the quality it measured. Lectures and stand-ins load the committed weights; anyone can re-run::
+"""Recipes: the course's longer trainings (CLIP's held-out pairs need more than a lecture's minute), run once by a
+committed script, their weights committed in half precision beside a record of the configuration, seed, time, machine
+and measured quality. Lectures and stand-ins load the committed weights; anyone can re-run::
 
     python -m course_utils recipe miniclip            # writes course_utils/weights/miniclip/  (about 16 min)
     python -m course_utils recipe judge               # writes course_utils/weights/judge/     (a few minutes)
     python -m course_utils recipe sd                  # writes course_utils/weights/sd/        (about 80 min)
 
-The Stable Diffusion recipe needs the other two: its text encoder is the mini-CLIP's and its
-quality is measured by the judge. ``OMP_NUM_THREADS`` sets the threads it uses.
-
-The weights are stored in half precision (safetensors): a few MB, and ``clip.load`` rounds a
-model to half precision anyway.
+The Stable Diffusion recipe needs the other two: its text encoder is the mini-CLIP's and its quality is measured by
+the judge. ``OMP_NUM_THREADS`` sets the threads it uses. Half precision costs nothing: ``clip.load`` rounds to it.
 """
 from __future__ import annotations
 
@@ -72,7 +66,7 @@ def train_miniclip(out: Path = MINICLIP_DIR, training: ClipTrainConfig = MINICLI
         "seconds": round(history.seconds, 1), "machine": _machine(),
         "parameters": sum(p.numel() for p in model.parameters()),
         "quality": measure_miniclip(model),
-        "history": {k: v for k, v in history.as_dict().items() if k not in {"loss", "logit_scale"}}
+        "history": {k: v for k, v in asdict(history).items() if k not in {"loss", "logit_scale"}}
         | {"loss_every_50": [round(x, 4) for x in history.loss[::50]], "final_logit_scale": round(history.logit_scale[-1], 2)},
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -123,14 +117,12 @@ def save_judge(judge: Judge, record: dict, folder: Path = JUDGE_DIR) -> Path:
 
 def load_judge(folder: Path = JUDGE_DIR) -> Judge:
     """The committed judge, in eval mode."""
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     if not (folder / "model.safetensors").is_file():
         raise FileNotFoundError(f"no judge weights in {folder}: run `python -m course_utils recipe judge`")
     record = json.loads((folder / "recipe.json").read_text())
     judge = Judge(record["config"]["width"])
-    judge.load_state_dict(load_file(str(folder / "model.safetensors")))
+    judge.load_state_dict(_float_weights(folder / "model.safetensors"))  # committed in float32: unchanged
     return judge.eval()
 
 

@@ -1,21 +1,11 @@
-"""A rehearsal of the real-weights path: ``python -m course_utils rehearse``.
+"""A rehearsal of the real-weights path: ``python -m course_utils rehearse`` (README: "Rehearsing the real path").
 
-Most students get the real checkpoints; CI cannot download them, so it rehearses: this module lays out a local Hugging
-Face cache holding every checkpoint of the catalogue as the hub serves it (the published JSON files, tokenizers, Stable
-Diffusion's ``model_index.json`` with its PNDM scheduler, safety checker and feature extractor), in the hub's own layout
-(``blobs/``, ``snapshots/<commit>/``, ``refs/main``), with random weights. Then it executes every lecture and solution
-notebook against that cache with the network unreachable and without ``COURSE_FORCE_STANDINS``, so that every
-``ckpt.real`` branch runs, and fails on:
-
-- any cell that raises;
-- a checkpoint that the cache holds but a notebook got as a stand-in;
-- any retry or failed connection the Hugging Face libraries print (offline must mean offline).
-
-``COURSE_REHEARSAL=1`` tells the notebooks that the real weights are random (``Resolved.trained`` is False), so the few
-asserts about what trained weights predict are skipped, visibly. By default every real *interface* is kept at a reduced
-width (224 px inputs, 1,000 labels, CLIP's 77 tokens, SD's 4-channel latents, 768-wide text states and 512 px output)
-and builds in seconds; ``--full`` builds the published sizes (about 8 GB); ``--hf-cache DIR`` runs against a cache built
-elsewhere."""
+It lays out a local Hugging Face cache holding every checkpoint of the catalogue as the hub serves it (the published
+JSON files, tokenizers, in the hub's ``blobs/``, ``snapshots/<commit>/``, ``refs/main`` layout), with random weights,
+at reduced widths unless ``--full``; then it runs every lecture and solution notebook against it with the network
+unreachable and without ``COURSE_FORCE_STANDINS``, and fails on a cell that raises, on a cached checkpoint a notebook
+got as a stand-in, and on any retry the Hugging Face libraries print. ``COURSE_REHEARSAL=1`` makes
+``Resolved.trained`` False, so the asserts about what trained weights predict are skipped, visibly."""
 from __future__ import annotations
 
 import hashlib
@@ -254,8 +244,7 @@ def kernel_environment(cache: Path, port: int, course_cache: Path) -> dict[str, 
     dead = f"http://127.0.0.1:{port}"
     env.update(HF_HUB_CACHE=str(cache), HF_ENDPOINT=dead, COURSE_REHEARSAL="1", PYTHONWARNINGS="ignore::DeprecationWarning",
                http_proxy=dead, https_proxy=dead, HTTP_PROXY=dead, HTTPS_PROXY=dead,
-               COURSE_CLIP_CACHE=str(cache.parent / "clip"))
-    env["COURSE_UTILS_CACHE"] = str(course_cache)
+               COURSE_CLIP_CACHE=str(cache.parent / "clip"), COURSE_UTILS_CACHE=str(course_cache))
     trained = course_cache / "trained"
     if not trained.exists():
         shared = course_cache_dir() / "trained"

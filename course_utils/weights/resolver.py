@@ -1,33 +1,18 @@
-"""Real checkpoints when reachable, course-trained stand-ins otherwise.
+"""Real checkpoints when reachable, course-trained stand-ins otherwise (README: "Real models and stand-ins")::
 
-The course teaches with real checkpoints (``google/vit-base-patch16-224``, openai CLIP ``ViT-B/32``,
-Stable Diffusion 1.5). A student at home usually reaches the Hugging Face hub; a classroom, CI and
-the course's build machines do not. One call decides, quickly and once per process::
-
-    from course_utils.weights.resolver import resolve
     ckpt = resolve("google/vit-base-patch16-224")   # prints a one-line banner
     model = ViTForImageClassification.from_pretrained(ckpt.path)
 
-``ckpt.path`` is the hub name when the real weights are usable and the hub answers, their cached folder when it does
-not, and otherwise the folder of the registered **stand-in**: a small model of the same architecture, trained by the
-course's own code and saved in the library's own format, so the *same* ``from_pretrained`` call loads it.
-
-The decision, in order:
+``ckpt.path`` is the hub name, the cached folder when offline, or the folder of the registered stand-in
+(``course_utils.weights.standins``), which the same ``from_pretrained`` call loads. The decision, in order:
 1. ``COURSE_FORCE_STANDINS=1`` (CI sets it): stand-in.
-2. The hub is asked once per process, for at most ``PROBE_TIMEOUT_S`` (2 s). If it does not answer,
-   the process switches to Hugging Face's offline mode at once, cached weights or not, so that no
-   later ``from_pretrained`` spends ~26 s retrying an unreachable hub.
-3. The real weights are in the local cache and intact (every file the course loads is there, and
-   each matches the digest the hub named it by; :func:`real_problem`): real.
-4. The hub answered: the course downloads them now (:func:`download`); if that fails part-way, the
-   files it added are removed, one line says why, and the notebook gets the stand-in.
-5. Otherwise (offline, not cached or damaged): the stand-in.
+2. The hub is asked once per process (``PROBE_TIMEOUT_S``); if it does not answer, the process goes offline at once.
+3. The real weights are cached and intact (:func:`real_problem`): real.
+4. The hub answered: :func:`download`; if that fails, the files it added are removed and the stand-in is used.
+5. Otherwise: the stand-in.
 
-openai's ``ViT-B/32`` and ``openai/clip-vit-base-patch32`` are one network in two formats and resolve together
-(:data:`CLIP_TWINS`); where openai's own archive cannot be had, the transformers weights are converted into one that
-``clip.load`` reads. ``Resolved.trained`` is False only in a rehearsal (``python -m course_utils rehearse``), whose real
-checkpoints hold random weights. Stand-ins are registered in ``course_utils.weights.standins`` and built, checked and
-rebuilt in the course cache as ``course_utils.weights.cache`` describes.
+openai's ``ViT-B/32`` resolves with its transformers twin (:data:`CLIP_TWINS`), converted for ``clip.load`` where
+openai's archive cannot be had. ``Resolved.trained`` is False only in a rehearsal (random real weights).
 """
 from __future__ import annotations
 
@@ -283,13 +268,11 @@ def is_cached(name: str, cache_dir: str | os.PathLike | None = None) -> bool:
 
 # What each library loads, as huggingface_hub's (allow, ignore) patterns: fnmatch, "*" crosses "/".
 FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    # the repository's top level: config, processor and tokenizer files and safetensors weights
-    # (pytorch_model.bin, tf_model.h5, flax_model.msgpack are the same weights again; onnx/ and
-    # other folders hold exports)
+    # the repository's top level: config, processor and tokenizer files and safetensors weights (pytorch_model.bin,
+    # tf_model.h5, flax_model.msgpack are the same weights again; onnx/ and other folders hold exports)
     "transformers": (("*.json", "*.txt", "*.safetensors"), ("*/*",)),
-    # model_index.json and each component's folder (unet/, vae/, text_encoder/...); not the
-    # single-file checkpoints at the top (v1-5-pruned*.safetensors, several GB each) nor the
-    # fp16 and non-EMA variants from_pretrained does not load by default
+    # model_index.json and each component's folder (unet/, vae/, text_encoder/...); not the single-file checkpoints
+    # at the top (v1-5-pruned*.safetensors, several GB each) nor the fp16 and non-EMA variants from_pretrained skips
     "diffusers": (("*.json", "*.txt", "*/*.safetensors"), ("*.fp16.*", "*.non_ema.*")),
 }
 # a repository from before safetensors: its weights as the pickle transformers reads with weights_only

@@ -21,10 +21,11 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["CheckFailed", "passed", "fmt_shape", "call", "close", "randn", "keep_rng", "require_callable",
-           "unchanged", "NO_GRAD"]
+__all__ = ["CheckFailed", "passed", "fmt_shape", "call", "close", "first_match", "randn", "keep_rng",
+           "require_callable", "unchanged", "require_tensor", "NO_GRAD", "NOT_TENSOR"]
 
 NO_GRAD = "no gradient flows back to {name}: keep every step in torch (no .detach(), .item(), .data or NumPy)"
+NOT_TENSOR = "expected a tensor, got {kind}: keep the computation in torch"
 
 
 class CheckFailed(AssertionError):
@@ -77,6 +78,15 @@ def close(actual, expected, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
     return bool(torch.allclose(a, b, rtol=rtol, atol=atol))
 
 
+def first_match(result, variants, fallback: str, **tolerance) -> None:
+    """Raise CheckFailed with the message of the first (wrong value, message) that ``result`` is close to, else
+    with ``fallback``: called once ``result`` is known to differ from the reference."""
+    for wrong, message in variants:
+        if close(result, wrong, **tolerance):
+            raise CheckFailed(message)
+    raise CheckFailed(fallback)
+
+
 def randn(*shape: int, generator: torch.Generator, scale: float = 1.0) -> torch.Tensor:
     """Standard normal float32 values from ``generator`` (independent of the global seed)."""
     return torch.randn(*shape, generator=generator, dtype=torch.float32) * scale
@@ -84,7 +94,8 @@ def randn(*shape: int, generator: torch.Generator, scale: float = 1.0) -> torch.
 
 @contextlib.contextmanager
 def keep_rng():
-    """Run a check without changing torch's global random state (a student's __init__ draws from it)."""
+    """Run a check without changing torch's global random state (a student's __init__ draws from it); a ``with``
+    block, or ``@keep_rng()`` on a whole check."""
     with torch.random.fork_rng(devices=[]):
         yield
 
@@ -94,6 +105,13 @@ def require_callable(obj, name: str, kind: str = "function") -> None:
     if not callable(obj):
         raise CheckFailed(f"expected the {kind} {name}, got {type(obj).__name__}: pass the {kind} "
                           f"itself ({name}), not the result of calling it")
+
+
+def require_tensor(result, message: str = NOT_TENSOR, **fields):
+    """``result`` when it is a tensor, else CheckFailed: ``message`` with ``kind`` (its type) and ``fields``."""
+    if not isinstance(result, torch.Tensor):
+        raise CheckFailed(message.format(kind=type(result).__name__, **fields))
+    return result
 
 
 def unchanged(given, originals, what: str = "your function", hint: str = "compute new tensors",

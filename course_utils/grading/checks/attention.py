@@ -17,13 +17,13 @@ The contract of the student's code:
     (d_k = dim / num_heads, the layout of ``torch.nn.MultiheadAttention``). A ``dim`` not
     divisible by ``num_heads`` raises ValueError. Returning ``(output, weights)`` is fine too.
 
-Any correct implementation prints the same verdict lines (matmul or einsum, -inf or a large
-negative fill, loops over heads or reshapes). A mistake raises ``CheckFailed`` naming it; the
-mistakes recognised are the module-level message constants below. Rows with no allowed key are
-never tested: implementations legitimately differ there (NaN or uniform weights).
+Any correct implementation passes (matmul or einsum, -inf or a large negative fill, loops over heads or reshapes);
+the mistakes recognised are the message constants below. Rows with no allowed key are never tested: implementations
+legitimately differ there (NaN or uniform weights).
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -35,11 +35,13 @@ from course_utils.grading.checks import (
     CheckFailed,
     call,
     close,
+    first_match,
     fmt_shape,
     keep_rng,
     passed,
     randn,
     require_callable,
+    require_tensor,
     unchanged,
 )
 from course_utils.models.attention import causal_mask, padding_mask
@@ -109,8 +111,7 @@ def _sdpa_call(fn, q, k, v, mask=None, context=""):
         raise CheckFailed(f"expected a pair (output, weights), got {got}")
     out, w = result
     for name, t in (("output", out), ("weights", w)):
-        if not isinstance(t, torch.Tensor):
-            raise CheckFailed(f"expected {name} to be a tensor, got {type(t).__name__}")
+        require_tensor(t, "expected {name} to be a tensor, got {kind}", name=name)
     want_out = (*q.shape[:-1], v.shape[-1])  # (..., Lq, dv)
     want_w = (*q.shape[:-1], k.shape[-2])  # (..., Lq, Lk)
     if tuple(out.shape) == want_w and tuple(w.shape) == want_out:
@@ -149,10 +150,7 @@ def _diagnose_scale(w, q, k, v):
         if n != d:
             candidates.append((1.0 / math.sqrt(n), f"scores are divided by sqrt({n}) = sqrt({label}); d_k is the "
                                                    f"width of q and k, q.shape[-1] = {d}"))
-    for c, message in candidates:
-        if close(w, _scaled(q, k, v, None, c)[1]):
-            raise CheckFailed(message)
-    raise CheckFailed(WRONG_WEIGHTS)
+    first_match(w, ((_scaled(q, k, v, None, c)[1], message) for c, message in candidates), WRONG_WEIGHTS)
 
 
 def _check_masked(fn, q, k, v, mask, label):
@@ -358,12 +356,9 @@ def _build(cls, D, H):
             raise CheckFailed(f"{name} must be nn.Linear({D}, {D}) (one projection for all heads), got {layer!r}")
         if layer.bias is None:
             raise CheckFailed(f"{name} must have a bias (nn.Linear's default, bias=True)")
-    layers = [getattr(module, name) for name in PROJECTIONS]
-    for i in range(4):
-        for j in range(i + 1, 4):
-            if layers[i] is layers[j]:
-                raise CheckFailed(f"{PROJECTIONS[i]} and {PROJECTIONS[j]} are the same layer: create four "
-                                  "separate nn.Linear")
+    for a, b in itertools.combinations(PROJECTIONS, 2):
+        if getattr(module, a) is getattr(module, b):
+            raise CheckFailed(f"{a} and {b} are the same layer: create four separate nn.Linear")
     return module.eval()
 
 
@@ -373,9 +368,7 @@ def _forward(module, x, what, **kwargs):
     result = call(module, x.clone(), what="your forward", where=what, **kwargs)
     if isinstance(result, (tuple, list)) and result and isinstance(result[0], torch.Tensor):
         result = result[0]
-    if not isinstance(result, torch.Tensor):
-        raise CheckFailed(f"expected forward to return a tensor (B, N, dim), got {type(result).__name__}")
-    return result
+    return require_tensor(result, "expected forward to return a tensor (B, N, dim), got {kind}")
 
 
 def _expect_output(out, want, what):
@@ -399,11 +392,7 @@ def _diagnose_mha(out, P, x, context=None, mask=None, extra=()):
 
 
 def _check_mha_case(module, P, x, context=None, mask=None, what=""):
-    kwargs = {}
-    if context is not None:
-        kwargs["context"] = context
-    if mask is not None:
-        kwargs["mask"] = mask
+    kwargs = {name: t for name, t in (("context", context), ("mask", mask)) if t is not None}
     out = _forward(module, x, what, **kwargs)
     _expect_output(out, tuple(x.shape), what)
     if not close(out, _mha(P, x, context, mask)):

@@ -15,9 +15,8 @@ The contract of the student's code:
     text_features (K, D), neither normalised; returns (B, K) probabilities, the softmax over the K
     classes of logit_scale times the cosine similarities.
 
-Any correct implementation prints the same verdict lines (F.normalize or x / x.norm(), matmul or
-einsum, F.cross_entropy or log_softmax and the diagonal, logits or their transpose). A mistake
-raises ``CheckFailed`` naming it: the module-level message constants below.
+Any correct implementation passes (F.normalize or x / x.norm(), matmul or einsum, F.cross_entropy or log_softmax
+and the diagonal, logits or their transpose); the mistakes recognised are the message constants below.
 """
 from __future__ import annotations
 
@@ -29,11 +28,13 @@ from course_utils.grading.checks import (
     CheckFailed,
     call,
     close,
+    first_match,
     fmt_shape,
     keep_rng,
     passed,
     randn,
     require_callable,
+    require_tensor,
     unchanged,
 )
 from course_utils.models.clip import clip_loss as _loss
@@ -45,7 +46,6 @@ __all__ = ["check_clip_loss", "check_zero_shot_probs"]
 
 # ------------------------------------------------------------------ what the mistakes are called
 NOT_SCALAR = "expected a scalar loss (a 0-dim tensor, the mean over the batch), got shape {shape}"
-NOT_TENSOR = "expected a tensor, got {kind}: keep the computation in torch"
 NOT_NORMALISED = ("the features are not l2-normalised: divide each row by its norm "
                   "(F.normalize(x, dim=-1)) before the similarities")
 ONE_SIDE_NORMALISED = "only one of the two feature sets is l2-normalised: normalise both"
@@ -88,7 +88,7 @@ def _variants(f: torch.Tensor, g: torch.Tensor, s: float) -> list[tuple[torch.Te
 
     fn, gn = F.normalize(f, dim=-1), F.normalize(g, dim=-1)
     rows, cols = parts(fn, gn, s)
-    out = [
+    return [
         (sum(parts(f, g, s)) / 2, NOT_NORMALISED),
         (sum(parts(fn, g, s)) / 2, ONE_SIDE_NORMALISED),
         (sum(parts(f, gn, s)) / 2, ONE_SIDE_NORMALISED),
@@ -102,15 +102,12 @@ def _variants(f: torch.Tensor, g: torch.Tensor, s: float) -> list[tuple[torch.Te
         (sum(parts(fn, gn, 1.0 / s)) / 2, DIVIDED_BY_SCALE),
         (sum(parts(fn, gn, float(torch.tensor(s).exp().clamp(max=1e30)))) / 2, EXP_SCALE),
     ]
-    return out
 
 
 def _loss_call(fn, f, g, scale, where):
     given_f, given_g = f.clone().requires_grad_(True), g.clone().requires_grad_(True)
     given_scale = scale.clone() if isinstance(scale, torch.Tensor) else scale
-    result = call(fn, given_f, given_g, given_scale, what="your clip_loss", where=where)
-    if not isinstance(result, torch.Tensor):
-        raise CheckFailed(NOT_TENSOR.format(kind=type(result).__name__))
+    result = require_tensor(call(fn, given_f, given_g, given_scale, what="your clip_loss", where=where))
     if result.dim() != 0:
         raise CheckFailed(NOT_SCALAR.format(shape=fmt_shape(result)))
     unchanged({"image_features": given_f, "text_features": given_g}, {"image_features": f, "text_features": g},
@@ -131,10 +128,7 @@ def check_clip_loss(clip_loss) -> None:
         passed(f"returns a scalar loss for image and text features of shape {fmt_shape(f)}")
         want = _loss(f, g, scale)
         if not close(loss, want):
-            for wrong, message in _variants(f, g, scale):
-                if close(loss, wrong):
-                    raise CheckFailed(message)
-            raise CheckFailed(WRONG_LOSS)
+            first_match(loss, _variants(f, g, scale), WRONG_LOSS)
         passed("equals the mean of the image-to-text and text-to-image cross-entropies of logit_scale · f gᵀ")
         if not loss.requires_grad:
             raise CheckFailed(NO_GRAD.format(name="the features"))
@@ -172,9 +166,7 @@ def check_zero_shot_probs(zero_shot_probs) -> None:
         g[1] *= 6.0  # prompts of different lengths: the normalisation matters
         scale = 4.0
         where = f"for image features {fmt_shape(f)}, text features {fmt_shape(g)}, logit_scale {scale}"
-        p = call(zero_shot_probs, f.clone(), g.clone(), scale, what="your zero_shot_probs", where=where)
-        if not isinstance(p, torch.Tensor):
-            raise CheckFailed(NOT_TENSOR.format(kind=type(p).__name__))
+        p = require_tensor(call(zero_shot_probs, f.clone(), g.clone(), scale, what="your zero_shot_probs", where=where))
         if tuple(p.shape) == (K, B):
             raise CheckFailed(PROBS_TRANSPOSED)
         if tuple(p.shape) != (B, K):
@@ -191,14 +183,12 @@ def check_zero_shot_probs(zero_shot_probs) -> None:
         passed("each row sums to 1 over the classes")
         want = _probs(f, g, scale)
         if not close(p, want):
-            wrong = [((scale * f @ g.T).softmax(-1), NOT_NORMALISED), ((scale * fn @ g.T).softmax(-1), ONE_SIDE_NORMALISED),
-                     ((scale * f @ gn.T).softmax(-1), ONE_SIDE_NORMALISED), ((fn @ gn.T).softmax(-1), NO_SCALE),
-                     ((fn @ gn.T / scale).softmax(-1), DIVIDED_BY_SCALE),
-                     ((F.normalize(f, dim=0) @ F.normalize(g, dim=0).T * scale).softmax(-1), NORM_WRONG_DIM)]
-            for candidate, message in wrong:
-                if close(p, candidate):
-                    raise CheckFailed(message)
-            raise CheckFailed(PROBS_WRONG)
+            first_match(p, [((scale * f @ g.T).softmax(-1), NOT_NORMALISED),
+                            ((scale * fn @ g.T).softmax(-1), ONE_SIDE_NORMALISED),
+                            ((scale * f @ gn.T).softmax(-1), ONE_SIDE_NORMALISED), ((fn @ gn.T).softmax(-1), NO_SCALE),
+                            ((fn @ gn.T / scale).softmax(-1), DIVIDED_BY_SCALE),
+                            ((F.normalize(f, dim=0) @ F.normalize(g, dim=0).T * scale).softmax(-1), NORM_WRONG_DIM)],
+                        PROBS_WRONG)
         passed("equals the softmax over the classes of logit_scale × cosine similarity")
         default = call(zero_shot_probs, f.clone(), g.clone(), what="your zero_shot_probs",
                        where="without a logit_scale")

@@ -17,9 +17,8 @@ paper's beta_{t+1}):
 (c) ``classifier_free_guidance(eps_uncond, eps_cond, guidance_scale)``:
     eps_uncond + guidance_scale (eps_cond - eps_uncond).
 
-Any correct implementation prints the same verdict lines (gather or indexing, ``view`` or
-``[:, None, None, None]``, ``torch.where`` or ``if`` for t = 0). A mistake raises ``CheckFailed``
-naming it: the module-level message constants below.
+Any correct implementation passes (gather or indexing, ``view`` or ``[:, None, None, None]``, ``torch.where`` or
+``if`` for t = 0); the mistakes recognised are the message constants below.
 """
 from __future__ import annotations
 
@@ -29,11 +28,13 @@ from course_utils.grading.checks import (
     CheckFailed,
     call,
     close,
+    first_match,
     fmt_shape,
     keep_rng,
     passed,
     randn,
     require_callable,
+    require_tensor,
     unchanged,
 )
 from course_utils.models.diffusion import alphas_cumprod as _cumprod
@@ -46,7 +47,6 @@ __all__ = ["check_q_sample", "check_ddpm_step", "check_classifier_free_guidance"
 # Shape legend: B batch, C channels, H height, W width, T diffusion steps.
 
 # ------------------------------------------------------------------ what the mistakes are called
-NOT_TENSOR = "expected a tensor, got {kind}: keep the computation in torch"
 WRONG_SHAPE = "expected a result of shape {want}, the shape of x, got {got}"
 
 Q_BROADCAST = ("abar_t does not broadcast against the images: alphas_cumprod[t] is (B,); reshape it to "
@@ -96,9 +96,7 @@ CFG_WRONG = "the result differs from eps_uncond + w (eps_cond - eps_uncond)"
 
 
 def _tensor_result(result, want_shape) -> torch.Tensor:
-    if not isinstance(result, torch.Tensor):
-        raise CheckFailed(NOT_TENSOR.format(kind=type(result).__name__))
-    if tuple(result.shape) != tuple(want_shape):
+    if tuple(require_tensor(result).shape) != tuple(want_shape):
         raise CheckFailed(WRONG_SHAPE.format(want=fmt_shape(want_shape), got=fmt_shape(result)))
     return result.detach()
 
@@ -106,13 +104,6 @@ def _tensor_result(result, want_shape) -> torch.Tensor:
 def _unchanged(triples) -> None:
     """(name, tensor given, copy taken before) for each input: CheckFailed naming one changed in place."""
     unchanged({n: g for n, g, _ in triples}, {n: o for n, _, o in triples}, hint="compute a new tensor")
-
-
-def _first_match(result, variants, fallback: str):
-    for wrong, message in variants:
-        if close(result, wrong):
-            raise CheckFailed(message)
-    raise CheckFailed(fallback)
 
 
 # ---------------------------------------------------------------------- q_sample
@@ -162,7 +153,7 @@ def check_q_sample(q_sample) -> None:
         _unchanged(given)
         passed(f"returns x_t of shape {fmt_shape(x0)}, the shape of x0, and leaves its inputs unchanged")
         if not close(result, _q_sample(x0, t, noise, abar)):
-            _first_match(result, _q_variants(x0, t, noise, abar), Q_WRONG)
+            first_match(result, _q_variants(x0, t, noise, abar), Q_WRONG)
         passed("equals sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, each sample at its own step t")
 
         x0, noise = randn(3, 1, 8, 8, generator=gen), randn(3, 1, 8, 8, generator=gen)
@@ -226,13 +217,13 @@ def check_ddpm_step(ddpm_step) -> None:
         _unchanged(given)
         passed(f"returns x_(t-1) of shape {fmt_shape(x_t)}, the shape of x_t, and leaves its inputs unchanged")
         if not close(result, _step(x_t, t, eps, betas, noise)):
-            _first_match(result, _step_variants(x_t, t, eps, betas, noise), STEP_WRONG)
+            first_match(result, _step_variants(x_t, t, eps, betas, noise), STEP_WRONG)
         passed("equals 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - abar_t) eps) + sqrt(beta_t) z at t = 5")
 
         last = call(ddpm_step, x_t.clone(), len(betas) - 1, eps.clone(), betas.clone(), noise.clone(),
                     what="your ddpm_step", where=f"at the first reverse step, t = {len(betas) - 1}")
         if not close(_tensor_result(last, x_t.shape), _step(x_t, len(betas) - 1, eps, betas, noise)):
-            _first_match(last, _step_variants(x_t, len(betas) - 1, eps, torch.cat([betas, betas[-1:]]), noise)[:10],
+            first_match(last, _step_variants(x_t, len(betas) - 1, eps, torch.cat([betas, betas[-1:]]), noise)[:10],
                          STEP_WRONG + f" (at t = {len(betas) - 1})")
         passed(f"works at the first reverse step, t = T - 1 = {len(betas) - 1}")
 
@@ -263,7 +254,7 @@ def check_classifier_free_guidance(classifier_free_guidance) -> None:
         _unchanged(given)
         passed(f"returns a prediction of shape {fmt_shape(u)}, the shape of its inputs, and leaves them unchanged")
         if not close(result, _cfg(u, c, w)):
-            _first_match(result, [
+            first_match(result, [
                 (c + w * (u - c), CFG_SWAPPED),
                 (u + (1 + w) * (c - u), CFG_ONE_PLUS_W),
                 (c + w * (c - u), CFG_ONE_PLUS_W),

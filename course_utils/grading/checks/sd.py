@@ -15,8 +15,7 @@ The contract of the student's code:
     eps_uncond + guidance_scale * (eps_cond - eps_uncond), where eps = unet(latents, t,
     encoder_hidden_states=...).sample.
 
-Any correct implementation prints the same verdict lines (one UNet call on a doubled batch or two
-calls, torch.no_grad or not). A mistake raises ``CheckFailed`` naming it.
+Any correct implementation passes (one UNet call on a doubled batch or two calls, torch.no_grad or not).
 """
 from __future__ import annotations
 
@@ -26,11 +25,13 @@ from course_utils.grading.checks import (
     CheckFailed,
     call,
     close,
+    first_match,
     fmt_shape,
     keep_rng,
     passed,
     randn,
     require_callable,
+    require_tensor,
     unchanged,
 )
 
@@ -113,9 +114,7 @@ def check_encode_prompts(encode_prompts, tokenizer, text_encoder) -> None:
 
 def _shape(got, N: int, L: int, E: int) -> None:
     """CheckFailed unless ``got`` is a float tensor (N, L, E), naming the mistake when it is not."""
-    if not isinstance(got, torch.Tensor):
-        raise CheckFailed(NOT_TENSOR.format(kind=type(got).__name__))
-    if not got.is_floating_point():
+    if not require_tensor(got, NOT_TENSOR).is_floating_point():
         raise CheckFailed(RETURNED_IDS)
     if got.ndim == 2 and got.shape == (N, E):
         raise CheckFailed(POOLED.format(got=fmt_shape(got)))
@@ -158,21 +157,15 @@ def check_guided_noise(guided_noise) -> None:
                        where=f"with t = {t!r} and guidance_scale {s}")
             unchanged({"latents": latents, "cond": cond, "uncond": uncond}, dict(zip(("latents", "cond", "uncond"), copies)),
                       its_input=False)
-            if not isinstance(got, torch.Tensor):
-                raise CheckFailed(NOT_TENSOR.format(kind=type(got).__name__))
-            if got.shape == (2 * B, C, 8, 8):
+            if require_tensor(got, NOT_TENSOR).shape == (2 * B, C, 8, 8):
                 raise CheckFailed(DOUBLED.format(got=fmt_shape(got)))
             if got.shape != latents.shape:
                 raise CheckFailed(NOISE_SHAPE.format(want=fmt_shape(latents), got=fmt_shape(got)))
             got = got.detach()
             want = eps_u + s * (eps_c - eps_u)
             if not close(got, want, atol=1e-4):
-                wrong = [(eps_c, COND_ONLY), (eps_u, UNCOND_ONLY), (eps_c + s * (eps_u - eps_c), SWAPPED),
-                         (eps_c + s * (eps_c - eps_u), ONE_PLUS)]
-                for value, message in wrong:
-                    if close(got, value, atol=1e-4):
-                        raise CheckFailed(message)
-                raise CheckFailed(WRONG_GUIDANCE)
+                first_match(got, [(eps_c, COND_ONLY), (eps_u, UNCOND_ONLY), (eps_c + s * (eps_u - eps_c), SWAPPED),
+                                  (eps_c + s * (eps_c - eps_u), ONE_PLUS)], WRONG_GUIDANCE, atol=1e-4)
         passed(f"returns a noise prediction shaped like the latents, {fmt_shape(latents)}, "
                "for t an int or a 0-dim tensor")
         passed("equals eps_uncond + guidance_scale · (eps_cond − eps_uncond) at guidance_scale 7.5")

@@ -18,12 +18,10 @@ The contract of the student's code:
     post-norm       x = norm1(x + attn(x)); x = norm2(x + mlp(x))   when it is False,
     with ``mask`` passed on to ``attn`` (True where a token may attend).
 
-Any correct implementation prints the same verdict lines (mean and variance by hand, ``x.var``,
-``torch.var_mean`` or einsum; an if/else or helper sub-layers). A mistake raises ``CheckFailed``
-naming it; the mistakes recognised are the module-level message constants below, each found by
-comparing the student's output with a planted buggy variant. The block is compared with
-``course_utils.models.transformer.TransformerEncoderBlock`` given the same weights, which equals
-``torch.nn.TransformerEncoderLayer`` (``to_torch_layer``).
+Any correct implementation passes (mean and variance by hand, ``x.var``, ``torch.var_mean`` or einsum; an if/else
+or helper sub-layers); the mistakes recognised are the message constants below, each a planted buggy variant. The
+block is compared with ``course_utils.models.transformer.TransformerEncoderBlock`` given the same weights, which
+equals ``torch.nn.TransformerEncoderLayer`` (``to_torch_layer``).
 """
 from __future__ import annotations
 
@@ -38,11 +36,13 @@ from course_utils.grading.checks import (
     CheckFailed,
     call,
     close,
+    first_match,
     fmt_shape,
     keep_rng,
     passed,
     randn,
     require_callable,
+    require_tensor,
     unchanged,
 )
 from course_utils.interop.torch_nn import to_torch_layer
@@ -114,12 +114,7 @@ DEFAULT_PRE = ("pre_norm must default to False (the original order): "
                "def __init__(self, dim, num_heads, mlp_dim, pre_norm=False)")
 SHARED_NORM = "norm1 and norm2 are the same layer: create two separate nn.LayerNorm(dim)"
 GELU_TANH = "mlp[1] is GELU(approximate='tanh'): use the exact GELU, nn.GELU()"
-
-
-def _returned_tensor(result, what):
-    if not isinstance(result, torch.Tensor):
-        raise CheckFailed(f"expected {what} to return a tensor, got {type(result).__name__}")
-    return result
+NOT_RETURNED = "expected {what} to return a tensor, got {kind}"
 
 
 # ---------------------------------------------------------------------------------- layer_norm
@@ -177,7 +172,7 @@ def _ln_call(fn, x, weight, bias, where, **eps):
         if "must match the size of tensor" in str(e):
             raise CheckFailed(f"{e}; {KEEPDIM}") from e
         raise
-    out = _returned_tensor(out, "layer_norm")
+    out = require_tensor(out, NOT_RETURNED, what="layer_norm")
     unchanged(dict(zip(("x", "weight", "bias"), given)), {"x": x, "weight": weight, "bias": bias},
               what="your layer_norm", hint="compute new tensors (x - mean, not x -= mean)")
     if out.shape != x.shape:
@@ -248,7 +243,7 @@ def check_layer_norm(fn) -> None:
         # 6. gradients, equal to LayerNorm's
         leaves = [t.clone().requires_grad_() for t in (x, weight, bias)]
         refs = [t.clone().requires_grad_() for t in (x, weight, bias)]
-        result = _returned_tensor(call(fn, *leaves, what="your layer_norm"), "layer_norm")
+        result = require_tensor(call(fn, *leaves, what="your layer_norm"), NOT_RETURNED, what="layer_norm")
         r = randn(B, N, D, generator=g)
         if not result.requires_grad:
             raise CheckFailed(NO_GRAD.format(name="x, weight and bias"))
@@ -306,44 +301,26 @@ _COMMON_MISTAKES = [
     (SAME_NORM.format(name="norm2"), dict(norms=("norm2", "norm2"))),
     (RELU, dict(act="relu")),
 ]
-_BLOCK_MISTAKES = {
-    "pre": [
-        (POST_WHEN_PRE, ("post", "post")),
-        (NO_RESIDUALS, ("pre_no_residual", "pre_no_residual")),
-        (NO_RESIDUAL_ATTN, ("pre_no_residual", "pre")),
-        (NO_RESIDUAL_MLP, ("pre", "pre_no_residual")),
-        (NORM_ON_BRANCH, ("norm_on_branch", "norm_on_branch")),
-        (NORM_ON_BRANCH, ("norm_on_branch", "pre")),
-        (NORM_ON_BRANCH, ("pre", "norm_on_branch")),
-        (NO_NORMS, ("no_norm", "no_norm")),
-        (ATTN_UNNORMED, ("no_norm", "pre")),
-        (MLP_UNNORMED, ("pre", "no_norm")),
-        (NORMED_RESIDUAL, ("normed_residual", "normed_residual")),
-        (NORMED_RESIDUAL, ("normed_residual", "pre")),
-        (NORMED_RESIDUAL, ("pre", "normed_residual")),
-        (PARALLEL, ("pre", "pre_parallel")),
-        (SKIPS_ATTN, ("pre", "pre_skip")),
-    ],
-    "post": [
-        (PRE_WHEN_POST, ("pre", "pre")),
-        (NO_RESIDUALS, ("post_no_residual", "post_no_residual")),
-        (NO_RESIDUAL_ATTN, ("post_no_residual", "post")),
-        (NO_RESIDUAL_MLP, ("post", "post_no_residual")),
-        (NORM_ON_BRANCH, ("norm_on_branch", "norm_on_branch")),
-        (NORM_ON_BRANCH, ("norm_on_branch", "post")),
-        (NORM_ON_BRANCH, ("post", "norm_on_branch")),
-        (NO_NORMS, ("no_norm", "no_norm")),
-        (PARALLEL, ("post", "post_parallel")),
-        (SKIPS_ATTN, ("post", "post_skip")),
-    ],
-}
+
+
+def _order_mistakes(o: str) -> list[tuple[str, tuple[str, str]]]:
+    """(message, the rules of the two sub-layers) for the ``o`` order ("pre" or "post"), in the order they are tried;
+    pre-norm adds five: a sub-layer reading x itself, or a residual adding the normalised x."""
+    other, bare, normed = {"pre": "post", "post": "pre"}[o], f"{o}_no_residual", "normed_residual"
+    pre_only = [(ATTN_UNNORMED, ("no_norm", "pre")), (MLP_UNNORMED, ("pre", "no_norm")),
+                *[(NORMED_RESIDUAL, rules) for rules in ((normed, normed), (normed, "pre"), ("pre", normed))]]
+    return [(POST_WHEN_PRE if o == "pre" else PRE_WHEN_POST, (other, other)),
+            (NO_RESIDUALS, (bare, bare)), (NO_RESIDUAL_ATTN, (bare, o)), (NO_RESIDUAL_MLP, (o, bare)),
+            (NORM_ON_BRANCH, ("norm_on_branch", "norm_on_branch")), (NORM_ON_BRANCH, ("norm_on_branch", o)),
+            (NORM_ON_BRANCH, (o, "norm_on_branch")), (NO_NORMS, ("no_norm", "no_norm")),
+            *(pre_only if o == "pre" else []), (PARALLEL, (o, f"{o}_parallel")), (SKIPS_ATTN, (o, f"{o}_skip"))]
 
 
 def block_mistakes(order: str) -> list[tuple[str, dict]]:
     """The (message, keywords of _block) pairs for the ``order`` ("pre" or "post"), messages filled in."""
     attn, mlp = FORMULAS[order]
     right = dict(rules=(order, order))
-    mistakes = [(message, dict(rules=rules)) for message, rules in _BLOCK_MISTAKES[order]]
+    mistakes = [(message, dict(rules=rules)) for message, rules in _order_mistakes(order)]
     mistakes += [(message, {**right, **mistake}) for message, mistake in _COMMON_MISTAKES]
     return [(message.format(attn=attn, mlp=mlp), mistake) for message, mistake in mistakes]
 
@@ -444,7 +421,7 @@ def _block_forward(block, x, what, mask=None):
         if mask is not None and "Bool" in str(e):  # the mask went to attn as its context
             raise CheckFailed(f"{e}; {MASK_POSITIONAL}") from e
         raise
-    out = _returned_tensor(out, "forward")
+    out = require_tensor(out, NOT_RETURNED, what="forward")
     unchanged({"x": given}, {"x": x}, what="your forward", hint="compute new tensors (x = x + attn(...), not x += attn(...))")
     if out.shape != x.shape:
         raise CheckFailed(f"expected shape {fmt_shape(x)}, got {fmt_shape(out)}" + (f" {what}" if what else ""))
@@ -459,15 +436,13 @@ def _compare_block(out, ref, x, mask, order):
         mistakes = block_mistakes(order)
         if mask is not None:
             mistakes = [(MASK_NOT_PASSED, dict(rules=(order, order), pass_mask=False)), *mistakes]
-        for message, mistake in mistakes:
-            if close(out, _block(ref, x, mask, **mistake)):
-                raise CheckFailed(message)
-    raise _wrong_block(order)
+        first_match(out, ((_block(ref, x, mask, **mistake), message) for message, mistake in mistakes),
+                    _wrong_block(order))
 
 
-def _wrong_block(order):
+def _wrong_block(order) -> str:
     attn, mlp = FORMULAS[order]
-    return CheckFailed(WRONG_BLOCK.format(order=f"{order}-norm", attn=attn, mlp=mlp))
+    return WRONG_BLOCK.format(order=f"{order}-norm", attn=attn, mlp=mlp)
 
 
 def check_transformer_block(cls) -> None:
@@ -524,7 +499,7 @@ def check_transformer_block(cls) -> None:
         with torch.no_grad():
             for block, order in ((pre, "pre"), (post, "post")):
                 if not close(_block_forward(block, x, what=""), to_torch_layer(ref[order])(x)):
-                    raise _wrong_block(order)
+                    raise CheckFailed(_wrong_block(order))
         passed(f"equals torch.nn.TransformerEncoderLayer({D}, {H}, {M}, activation='gelu', norm_first=True "
                "or False) with the same weights")
     print("All checks passed: TransformerEncoderBlock is correct.")

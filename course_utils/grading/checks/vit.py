@@ -1,8 +1,5 @@
-"""Checks for the chapter 03 exercises (the Vision Transformer): ``patchify`` and ``ViTEmbedding``.
-
-Each check prints one verdict line per property it verified (never a float, so every correct
-implementation, with einops, reshape and permute, ``unfold`` or loops, prints the same text) and
-raises ``CheckFailed`` naming the first mistake it recognises.
+"""Checks for the chapter 03 exercises (the Vision Transformer): ``patchify`` and ``ViTEmbedding``; any correct
+implementation passes (einops, reshape and permute, ``unfold`` or loops).
 
 The contracts (Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021, equation 1):
 
@@ -27,6 +24,7 @@ from course_utils.grading.checks import (
     keep_rng,
     passed,
     require_callable,
+    require_tensor,
     unchanged,
 )
 
@@ -49,10 +47,6 @@ _WRONG_ORDERS = {  # pattern -> the mistake it stands for
 }
 
 
-def _shape(t) -> tuple:
-    return tuple(int(n) for n in t.shape)
-
-
 def _labelled_images(B: int, C: int, H: int, W: int) -> torch.Tensor:
     """Every pixel holds a distinct small integer (exact in float32): 1000b + 100c + 10y + x."""
     b = torch.arange(B).view(B, 1, 1, 1)
@@ -64,21 +58,16 @@ def _labelled_images(B: int, C: int, H: int, W: int) -> torch.Tensor:
 
 # ---------------------------------------------------------------- patchify
 
+@keep_rng()
 def check_patchify(patchify) -> None:
     """Check ``patchify(images, patch_size)``: shapes, patch order, order within a patch, errors."""
     require_callable(patchify, "patchify")
-    with keep_rng():
-        _check_patchify(patchify)
-
-
-def _check_patchify(patchify) -> None:
     B, C, H, W, P = 2, 3, 4, 6, 2  # a 2 x 3 grid of patches: rows and columns are told apart
     N = (H // P) * (W // P)
     images = _labelled_images(B, C, H, W)
     original = images.clone()
     out = call(patchify, images, P, what="your patchify", where=f"for images of shape {(B, C, H, W)} and P = {P}")
-    if not isinstance(out, torch.Tensor):
-        raise CheckFailed(f"patchify must return a torch.Tensor, got {type(out).__name__}")
+    require_tensor(out, "patchify must return a torch.Tensor, got {kind}")
     unchanged({"images": images}, {"images": original}, what="your patchify")
     if out.ndim != 3:
         raise CheckFailed(f"expected a 3-d tensor (B, N, P*P*C) = {(B, N, P * P * C)}, got shape {fmt_shape(out)}")
@@ -111,14 +100,14 @@ def _check_patchify(patchify) -> None:
 
     grey = _labelled_images(3, 1, 8, 8)  # one channel, square, one patch per quadrant
     out = call(patchify, grey, 4, what="your patchify", where="for images of shape (3, 1, 8, 8) and P = 4")
-    if _shape(out) != (3, 4, 16) or not torch.equal(out, rearrange(grey, _ROW_MAJOR, p1=4, p2=4)):
+    if tuple(out.shape) != (3, 4, 16) or not torch.equal(out, rearrange(grey, _ROW_MAJOR, p1=4, p2=4)):
         raise CheckFailed(f"wrong result for one-channel images (3, 1, 8, 8) with P = 4: expected shape "
                           f"(3, 4, 16) and the quadrants in reading order, got shape {fmt_shape(out)}")
     passed("one-channel images: (3, 1, 8, 8), P = 4 -> (3, 4, 16)")
 
     out = call(patchify, torch.zeros(1, 3, 224, 224), 16, what="your patchify",
                where="for images of shape (1, 3, 224, 224) and P = 16")
-    if _shape(out) != (1, 196, 768):
+    if tuple(out.shape) != (1, 196, 768):
         raise CheckFailed(f"a 224 x 224 RGB image with P = 16 gives (1, 196, 768), got {fmt_shape(out)}")
     passed("ViT-B/16: a 224 x 224 RGB image is N = 196 patches of 768 values")
 
@@ -146,7 +135,7 @@ def _parameter(module: nn.Module, name: str, shape: tuple, meaning: str) -> nn.P
     value = getattr(module, name)
     if not isinstance(value, nn.Parameter):
         raise CheckFailed(f"`{name}` must be an nn.Parameter, so that it is learned; got {type(value).__name__}")
-    if _shape(value) != shape:
+    if tuple(value.shape) != shape:
         hint = ""
         if name == "pos_embedding" and len(value.shape) == 3 and value.shape[1] == shape[1] - 1:
             hint = (": one position per patch but none for [CLS]; E_pos is added after the [CLS] token "
@@ -155,14 +144,10 @@ def _parameter(module: nn.Module, name: str, shape: tuple, meaning: str) -> nn.P
     return value
 
 
+@keep_rng()
 def check_vit_embedding(ViTEmbedding) -> None:  # noqa: N803 - the class under test
     """Check ``ViTEmbedding``: parameters, z_0 = [x_cls; x_p E] + E_pos, and the Conv2d equivalence."""
     require_callable(ViTEmbedding, "ViTEmbedding", kind="class")
-    with keep_rng():
-        _check_vit_embedding(ViTEmbedding)
-
-
-def _check_vit_embedding(ViTEmbedding) -> None:  # noqa: N803
     S, P, C, D = 8, 4, 3, 6
     N = (S // P) ** 2
     torch.manual_seed(0)  # inside keep_rng: the notebook's random state is left alone
@@ -194,11 +179,10 @@ def _check_vit_embedding(ViTEmbedding) -> None:  # noqa: N803
             p.copy_(torch.randn(p.shape, generator=gen))
     images = torch.randn(2, C, S, S, generator=gen)  # (B, C, H, W)
     out = call(emb, images, what="your forward", where=f"for images of shape {(2, C, S, S)}")
-    if not isinstance(out, torch.Tensor):
-        raise CheckFailed(f"forward must return a torch.Tensor, got {type(out).__name__}")
-    if _shape(out) == (2, N, D):
+    require_tensor(out, "forward must return a torch.Tensor, got {kind}")
+    if tuple(out.shape) == (2, N, D):
         raise CheckFailed(f"the output has N = {N} tokens, expected N+1 = {N + 1}: the [CLS] token is missing")
-    if _shape(out) != (2, N + 1, D):
+    if tuple(out.shape) != (2, N + 1, D):
         raise CheckFailed(f"expected output shape (B, N+1, dim) = {(2, N + 1, D)}, got {fmt_shape(out)}")
     passed(f"output shape (B, N+1, dim) = {(2, N + 1, D)}")
 
@@ -246,7 +230,7 @@ def _check_vit_embedding(ViTEmbedding) -> None:  # noqa: N803
 
     big = call(ViTEmbedding, 224, 16, 3, 8, what="your ViTEmbedding.__init__", where="for ViTEmbedding(224, 16, 3, 8)")
     out = call(big, torch.zeros(1, 3, 224, 224), what="your forward", where="for a 224 x 224 image with P = 16")
-    if _shape(out) != (1, 197, 8):
+    if tuple(out.shape) != (1, 197, 8):
         raise CheckFailed(f"a 224 x 224 image with P = 16 should give (1, 197, 8), got {fmt_shape(out)}")
     passed("ViT-B/16 geometry: 224 x 224, P = 16 -> 196 patches + [CLS] = 197 tokens")
 
