@@ -36,8 +36,8 @@ def parser() -> argparse.ArgumentParser:
                                 help="only this checkpoint (repeatable), e.g. google/vit-base-patch16-224")
 
     add["check"].add_argument("notebook", help="your exercise notebook, e.g. exercises/01_attention.ipynb")
-    add["check"].add_argument("--timeout", type=float, default=120, metavar="SECONDS",
-                              help="the longest one cell may run (default: 120)")
+    add["check"].add_argument("--timeout", type=float, default=600, metavar="SECONDS",
+                              help="the longest one cell may run (default: 600; the training exercises run minutes)")
     add["check"].add_argument("--solutions", default=None, metavar="DIR",
                               help="the solution notebooks (default: $COURSE_SOLUTIONS_DIR or the course's solutions/)")
 

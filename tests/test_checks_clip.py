@@ -1,12 +1,19 @@
 """The chapter 05 checks, both ways: every correct style passes with the very same printout, and
 every classic mistake fails with a message that names it."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 from check_helpers import fails, run
 
 from course_utils.grading.checks import clip as C
-from course_utils.grading.checks.clip import check_clip_loss, check_zero_shot_probs
+from course_utils.grading.checks.clip import (
+    check_clip_loss,
+    check_clip_train_step,
+    check_clip_training,
+    check_zero_shot_probs,
+)
 from course_utils.models.clip import clip_loss, zero_shot_probs
 
 # ----------------------------------------------------------------------------- clip_loss, right
@@ -155,3 +162,78 @@ WRONG_PROBS = {
 def test_probs_mistakes_are_named(name):
     fn, message = WRONG_PROBS[name]
     fails(check_zero_shot_probs, fn, message)
+
+
+# ------------------------------------------------------------------ clip_train_step: one step, then a run
+
+def make_step(exp=True, clamp="after", zero=True, returns="float", limit=math.log(100), style="clamp_"):
+    """A training step in two correct styles ("clamp_" under no_grad, or on .data with min); the other keywords
+    plant one classic mistake each."""
+
+    def clip_train_step(model, optimizer, images, tokens):
+        if clamp == "before":
+            with torch.no_grad():
+                model.logit_scale.clamp_(max=limit)
+        if zero:
+            optimizer.zero_grad(set_to_none=style == "clamp_")
+        f, g = model.encode_image(images), model.encode_text(tokens)
+        if style == "clamp_":
+            loss = clip_loss(f, g, model.logit_scale.exp() if exp else model.logit_scale)
+        else:  # the loss written out, the clamp on .data
+            f, g = f / f.norm(dim=-1, keepdim=True), g / g.norm(dim=-1, keepdim=True)
+            logits = torch.einsum("id,jd->ij", f, g) * model.logit_scale.exp()
+            target = torch.arange(len(f))
+            loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+        loss.backward()
+        optimizer.step()
+        if clamp == "after":
+            if style == "clamp_":
+                with torch.no_grad():
+                    model.logit_scale.clamp_(max=limit)
+            else:
+                model.logit_scale.data = torch.minimum(model.logit_scale.data, torch.tensor(limit))
+        return loss.item() if returns == "float" else loss
+
+    return clip_train_step
+
+
+@pytest.mark.parametrize("style", ["clamp_", "einsum-data"])
+def test_clip_train_step_correct_styles_pass(style):
+    out = run(check_clip_train_step, make_step(style=style))
+    assert out.count("✓") == 4, out
+
+
+STEP_MISTAKES = {
+    "no exp": (dict(exp=False), "scaled by model.logit_scale itself"),
+    "clamp before the step": (dict(clamp="before"), "uses 1/tau after the clamp"),
+    "no clamp": (dict(clamp=None), "above 100: clamp model.logit_scale at ln(100)"),
+    "clamp at 100 on the log scale": (dict(limit=100.0), "a clamp at 100 does nothing"),
+    "no zero_grad": (dict(zero=False), "the gradients accumulate across steps"),
+    "returns the tensor": (dict(returns="tensor"), "return the loss as a Python float"),
+}
+
+
+@pytest.mark.parametrize("case", STEP_MISTAKES)
+def test_clip_train_step_mistakes_are_named(case):
+    keywords, words = STEP_MISTAKES[case]
+    fails(check_clip_train_step, make_step(**keywords), words)
+
+
+def test_the_run_names_a_slow_step_and_a_step_that_learns_nothing(monkeypatch):
+    import time
+
+    def slow(model, optimizer, images, tokens):  # ten extra steps each time: a step in a loop of its own
+        time.sleep(0.01)
+        for _ in range(10):
+            loss = make_step()(model, optimizer, images, tokens)
+        return loss
+    start = time.perf_counter()
+    fails(check_clip_training, slow, "times as long as the reference step")
+    assert time.perf_counter() - start < 60, "a slow step is reported after ten steps, not after the whole run"
+    monkeypatch.setitem(C.RUN, "steps", 20)
+    monkeypatch.setitem(C.RUN, "warmup", 2)
+
+    def frozen(model, optimizer, images, tokens):
+        with torch.no_grad():
+            return clip_loss(model.encode_image(images), model.encode_text(tokens), 1.0).item()
+    fails(check_clip_training, frozen, "zero-shot accuracy", "below 90%")

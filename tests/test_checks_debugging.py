@@ -13,7 +13,7 @@ from course_utils.grading.checks import CheckFailed
 from course_utils.grading.checks.debugging import MISTAKES, check_debugged_vit
 
 
-def tiny_vit(left=(), style="given", softmax_dim=-1, rename=False, raises=False):
+def tiny_vit(left=(), style="given", softmax_dim=-1, rename=False, raises=False, scale=None):
     """A TinyViT with the named mistakes left in; ``style`` "sdpa" is a correct fix written another way."""
 
     class TinyViT(nn.Module):
@@ -49,7 +49,7 @@ def tiny_vit(left=(), style="given", softmax_dim=-1, rename=False, raises=False)
                 q, k, v = (t.reshape(B, T, h, d).transpose(1, 2) for t in (q, k, v))
             scores = torch.einsum("bhid,bhjd->bhij", q, k)
             if "scale" not in left:
-                scores = scores * d ** -0.5
+                scores = scores * (d ** -0.5 if scale is None else scale)
             out = (scores.softmax(dim=softmax_dim) @ v).transpose(1, 2).reshape(B, T, D)
             return block["proj"](out)
 
@@ -105,3 +105,9 @@ def test_the_check_leaves_the_global_random_state_alone():
     run(check_debugged_vit, tiny_vit())
     assert torch.equal(torch.rand(1), before)
     assert math.isfinite(before.item())
+
+
+@pytest.mark.parametrize("scale, name", [(32 ** -0.5, "1/sqrt(D)"), (1 / 8, "1/d")])
+def test_a_wrong_scale_is_named(scale, name):
+    fails(check_debugged_vit, tiny_vit(scale=scale), f"now scaled by {name}")
+    fails(check_debugged_vit, tiny_vit(("heads",), scale=scale), f"now scaled by {name}")

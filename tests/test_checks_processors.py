@@ -49,9 +49,10 @@ def with_torchvision(image, p):
 
 
 def with_interpolate(image, p):
-    x = torch.tensor(image, dtype=torch.float32).permute(2, 0, 1)[None] / 255  # rescale first, in float
+    x = torch.tensor(image, dtype=torch.float32).permute(2, 0, 1)[None]
     mode = {2: "bilinear", 3: "bicubic"}[int(p.resample)]
-    x = F.interpolate(x, size=(p.size["height"], p.size["width"]), mode=mode, antialias=True).clamp(0, 1)
+    x = F.interpolate(x, size=(p.size["height"], p.size["width"]), mode=mode, antialias=True).clamp(0, 255)
+    x = x * p.rescale_factor if p.do_rescale else x
     if getattr(p, "do_center_crop", False):
         ch, cw = p.crop_size["height"], p.crop_size["width"]
         top, left = (x.shape[2] - ch) // 2, (x.shape[3] - cw) // 2
@@ -78,6 +79,7 @@ MISTAKES = {
                                    "with ImageNet's mean and std"),
     "ignores the do_ flags": ({"flags": False}, "normalised although processor.do_normalize is False"),
     "nearest neighbour": ({"resample": 0}, "nearest-neighbour"),
+    "bilinear always": ({"resample": 2}, "resized with the bilinear filter, where this processor's resample is 3"),
     "width and height swapped": ({"swap": True}, "swapped"),
     "float64": ({"dtype": torch.float64}, "expected float32"),
 }
@@ -102,3 +104,29 @@ def test_forgetting_to_rescale_and_other_slips_are_named():
         return with_pil(image, p)
     fails(check_pixel_values, in_place, "changed the image")
     fails(check_pixel_values, 3, "expected the function pixel_values_by_hand")
+
+
+def test_the_processor_is_not_called_and_the_filter_and_flags_are_followed():
+    fails(check_pixel_values, lambda image, p: p(images=image, return_tensors="pt")["pixel_values"],
+          "calls the processor itself")
+
+    def aliased(image, p):  # F.interpolate at its default, antialias=False
+        x = torch.tensor(image, dtype=torch.float32).permute(2, 0, 1)[None]
+        mode = {2: "bilinear", 3: "bicubic"}[int(p.resample)]
+        x = F.interpolate(x, size=(p.size["height"], p.size["width"]), mode=mode)
+        x = x * p.rescale_factor if p.do_rescale else x
+        if getattr(p, "do_center_crop", False):
+            ch, cw = p.crop_size["height"], p.crop_size["width"]
+            top, left = (x.shape[2] - ch) // 2, (x.shape[3] - cw) // 2
+            x = x[..., top:top + ch, left:left + cw]
+        if p.do_normalize:
+            x = (x - torch.tensor(p.image_mean).view(1, 3, 1, 1)) / torch.tensor(p.image_std).view(1, 3, 1, 1)
+        return x
+    fails(check_pixel_values, aliased, "without antialiasing")
+
+    def always_rescaled(image, p):  # ignores do_rescale=False
+        class Rescaled:
+            def __getattr__(self, name):
+                return True if name == "do_rescale" else getattr(p, name)
+        return with_pil(image, Rescaled())
+    fails(check_pixel_values, always_rescaled, "rescaled although processor.do_rescale is False")

@@ -342,4 +342,4 @@ def test_train_vit_mistakes_are_named(case):
 
 def test_train_vit_over_budget_is_named(monkeypatch):
     monkeypatch.setattr(vit_checks, "BUDGET", 0.001)
-    fails(check_train_vit, make_loop(epochs=1), "more than twice the 0.001 s budget")
+    fails(check_train_vit, make_loop(epochs=1), "more than twice the budget (0.001 s on 2 cores")

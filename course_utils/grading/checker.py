@@ -1,6 +1,6 @@
 """The exercise checker: how did a student do on an exercise notebook?
 
-    python -m course_utils check exercises/01_attention.ipynb [--timeout 120] [--solutions DIR]
+    python -m course_utils check exercises/01_attention.ipynb [--timeout 600] [--solutions DIR]
 
 prints one line per exercise, in notebook order, then a summary, and exits 0 only when every exercise passed::
 
@@ -326,7 +326,7 @@ def _cell_results(records: list[dict], graded: NotebookNode, code_index: dict[in
 
 
 # ------------------------------------------------------------------------------------ the checker
-def check_notebook(path, solutions_dir=None, timeout: float = 120) -> Report:
+def check_notebook(path, solutions_dir=None, timeout: float = 600) -> Report:
     """Check a student's exercise notebook against its solution; see the module docstring.
 
     Raises CheckError when the notebook cannot be checked at all.

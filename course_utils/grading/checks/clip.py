@@ -20,6 +20,8 @@ and the diagonal, logits or their transpose); the mistakes recognised are the me
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -40,7 +42,7 @@ from course_utils.grading.checks import (
 from course_utils.models.clip import clip_loss as _loss
 from course_utils.models.clip import zero_shot_probs as _probs
 
-__all__ = ["check_clip_loss", "check_zero_shot_probs"]
+__all__ = ["check_clip_loss", "check_zero_shot_probs", "check_clip_train_step", "check_clip_training"]
 
 # Shape legend: B images (and captions), K class prompts, D embedding width.
 
@@ -195,3 +197,149 @@ def check_zero_shot_probs(zero_shot_probs) -> None:
         if not close(torch.as_tensor(default).detach().float(), _probs(f, g, 100.0)):
             raise CheckFailed(PROBS_DEFAULT)
         passed("logit_scale defaults to 100")
+
+
+# ------------------------------------------------------------------ clip_train_step, and a run with it
+
+LOG_MAX_SCALE = math.log(100.0)  # the clamp: 1/tau at most 100, so logit_scale = log(1/tau) at most ln 100
+RUN = {"steps": 800, "batch_size": 128, "lr": 2e-3, "weight_decay": 0.1, "warmup": 80, "image_size": 16}
+SLOWER = 5  # the run fails when a step takes this many times as long as the reference step, timed on the same machine
+RUN_TARGET = 0.9  # zero-shot accuracy on 500 images of seen colour-shape pairs
+
+
+def _small_clip(seed: int = 0):
+    from course_utils.models.clip import MiniCLIPConfig, build_clip
+    torch.manual_seed(seed)
+    return build_clip(MiniCLIPConfig(image_resolution=RUN["image_size"]))  # 16 px, 4 px patches: 16 tokens
+
+
+def _batch(n: int, seed: int, tokens):
+    from course_utils.data.shapes import make_shapes
+    from course_utils.models.clip import clip_normalize
+    batch = make_shapes(n, RUN["image_size"], seed=seed, split="train")
+    return clip_normalize(batch.images), tokens(batch.captions)  # (n, 3, 16, 16), (n, 16)
+
+
+def _reference_step(model, optimizer, images, tokens) -> float:
+    optimizer.zero_grad()
+    loss = _loss(model.encode_image(images), model.encode_text(tokens), model.logit_scale.exp())
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        model.logit_scale.clamp_(max=LOG_MAX_SCALE)
+    return loss.item()
+
+
+@keep_rng()
+def check_clip_train_step(clip_train_step) -> None:
+    """Two steps of the student's ``clip_train_step(model, optimizer, images, tokens)`` against the reference's, on
+    copies of one mini-CLIP whose 1/tau starts above 100 (so the clamp shows): loss, 1/tau and every weight."""
+    import copy
+
+    from course_utils.models.clip import Tokens
+    require_callable(clip_train_step, "clip_train_step")
+    tokens = Tokens(16)
+    model = _small_clip()
+    with torch.no_grad():
+        model.logit_scale.fill_(LOG_MAX_SCALE + 0.3)  # 1/tau = 135: above the clamp
+    theirs, ours = model, copy.deepcopy(model)
+    opt_theirs, opt_ours = (torch.optim.SGD(m.parameters(), lr=0.01) for m in (theirs, ours))  # linear in the gradient
+    for step in range(2):
+        images, ids = _batch(16, 7 + step, tokens)
+        with torch.no_grad():  # the loss under two classic mistakes, from the weights before the step
+            f, g = ours.encode_image(images), ours.encode_text(ids)
+            mistakes = {"the loss is scaled by model.logit_scale itself: it stores log(1/tau), so the logits are "
+                        "multiplied by model.logit_scale.exp()": _loss(f, g, ours.logit_scale).item(),
+                        "the loss uses 1/tau after the clamp: compute the loss first, clamp after "
+                        "optimizer.step()": _loss(f, g, 100.0).item()}
+        loss = call(clip_train_step, theirs, opt_theirs, images, ids, what="your clip_train_step",
+                    where=f"at step {step + 1}")
+        expected = _reference_step(ours, opt_ours, images, ids)
+        if step == 0:
+            _compare_first_step(loss, expected, mistakes, theirs, ours)
+    for (name, p), q in zip(theirs.named_parameters(), ours.parameters()):
+        if not close(p, q, rtol=1e-3, atol=1e-5):
+            raise CheckFailed(f"the second step differs from the reference's (first at {name}) although the first "
+                              "agreed: the gradients accumulate across steps; reset them (optimizer.zero_grad()) "
+                              "before each backward pass")
+    passed("a second step on a new batch: the same weights (the gradients do not accumulate)")
+
+
+def _compare_first_step(loss, expected, mistakes, theirs, ours) -> None:
+    if isinstance(loss, torch.Tensor):
+        raise CheckFailed("return the loss as a Python float, loss.item(), not a tensor (a tensor keeps the whole "
+                          "graph of the step alive)")
+    if not isinstance(loss, float):
+        raise CheckFailed(f"expected the loss as a Python float, got {type(loss).__name__}")
+    if not math.isclose(loss, expected, rel_tol=1e-4, abs_tol=1e-5):
+        for mistake, value in mistakes.items():
+            if math.isclose(loss, value, rel_tol=1e-4, abs_tol=1e-5):
+                raise CheckFailed(mistake)
+        raise CheckFailed("the returned loss differs from clip_loss(model.encode_image(images), "
+                          "model.encode_text(tokens), model.logit_scale.exp()), computed before the step")
+    passed("the loss before the step: clip_loss of both encoders at 1/tau = exp(logit_scale)")
+    scale = theirs.logit_scale.detach().item()
+    if scale > LOG_MAX_SCALE + 1e-4:
+        raise CheckFailed(f"after the step 1/tau = {math.exp(scale):.0f}, above 100: clamp model.logit_scale at "
+                          "ln(100) after optimizer.step(), in place and without gradient (a clamp at 100 does "
+                          "nothing: logit_scale is log(1/tau), so its limit is ln 100 = 4.605)")
+    if scale < LOG_MAX_SCALE - 1e-4:
+        raise CheckFailed(f"after the step 1/tau = {math.exp(scale):.1f}, below the clamp's 100 although it started "
+                          "at 135: clamp after optimizer.step(), at ln(100), and only from above")
+    passed("1/tau clamped at 100 after the step")
+    for (name, p), q in zip(theirs.named_parameters(), ours.parameters()):
+        if not close(p, q, rtol=1e-3, atol=1e-5):
+            raise CheckFailed(f"after the step {name} differs from one optimizer step on this loss: backward() "
+                              "once, then optimizer.step(), with the gradient reaching both encoders")
+    passed("every weight after the step equals one optimizer step on that loss")
+
+
+@keep_rng()
+def check_clip_training(clip_train_step):
+    """Train a fresh 16-px mini-CLIP with the student's step for RUN["steps"] steps (AdamW, warm-up then cosine, fresh
+    shapes every step); check the time and the zero-shot accuracy on seen pairs. Returns the trained model and the
+    losses, for the notebook to show."""
+    import time
+
+    from course_utils.data.shapes import class_prompts, make_shapes
+    from course_utils.models.clip import Tokens, encode
+
+    require_callable(clip_train_step, "clip_train_step")
+    tokens = Tokens(16)
+    model = _small_clip()
+    matrices = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    others = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    optimizer = torch.optim.AdamW([{"params": matrices, "weight_decay": RUN["weight_decay"]},
+                                   {"params": others, "weight_decay": 0.0}], lr=RUN["lr"])
+    steps, warm = RUN["steps"], RUN["warmup"]
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: s / warm if s < warm else 0.5 * (
+        1 + math.cos(math.pi * (s - warm) / (steps - warm))))
+    reference = _small_clip(1)
+    reference_optimizer = torch.optim.AdamW(reference.parameters(), lr=RUN["lr"])
+    _reference_step(reference, reference_optimizer, *_batch(RUN["batch_size"], 10**7, tokens))  # the first allocates
+    start = time.perf_counter()
+    for k in range(5):  # a reference step (and its batch) on this machine, now: the budget scales with it
+        _reference_step(reference, reference_optimizer, *_batch(RUN["batch_size"], 10**7 + k, tokens))
+    per_step = (time.perf_counter() - start) / 5
+    del reference, reference_optimizer
+    losses, start = [], time.perf_counter()
+    for step in range(steps):
+        images, ids = _batch(RUN["batch_size"], step, tokens)
+        losses.append(call(clip_train_step, model, optimizer, images, ids, what="your clip_train_step",
+                           where=f"at step {step + 1} of the run"))
+        schedule.step()
+        seconds = time.perf_counter() - start
+        limit = 10 * SLOWER * per_step if step == 9 else steps * SLOWER * per_step + 5 if step == steps - 1 else None
+        if limit is not None and seconds > limit:
+            raise CheckFailed(f"your step takes {seconds / (step + 1) / per_step:.0f} times as long as the reference "
+                              "step on this machine: one forward pass of each encoder, one backward, one update, "
+                              "nothing more")
+    passed(f"{steps} steps of {RUN['batch_size']} pairs, each about as fast as the reference step on this machine")
+    seen = make_shapes(500, RUN["image_size"], seed=10**6, split="train")
+    probs = _probs(encode(model, images=seen.images), encode(model, texts=class_prompts("a {colour} {shape}")))
+    accuracy = (probs.argmax(-1) == seen.pair).float().mean().item()
+    if accuracy < RUN_TARGET:
+        raise CheckFailed(f"zero-shot accuracy {accuracy:.0%} on seen pairs after the run, below {RUN_TARGET:.0%}: "
+                          "does your step pass the clamped scale, step the optimizer once, and reset the gradients?")
+    passed(f"at least {RUN_TARGET:.0%} zero-shot accuracy on 500 images of seen colour-shape pairs (chance: 4%)")
+    return model, losses

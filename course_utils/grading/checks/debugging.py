@@ -45,8 +45,10 @@ def _expected_parameters(s=SIZES) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def reference_logits(state: dict[str, torch.Tensor], images: torch.Tensor, mistakes=(), heads: int = SIZES["heads"]):
-    """TinyViT's logits (B, K) for ``images`` (B, C, H, W) with the weights ``state``, the named mistakes left in."""
+def reference_logits(state: dict[str, torch.Tensor], images: torch.Tensor, mistakes=(), heads: int = SIZES["heads"],
+                     scale: float | None = None):
+    """TinyViT's logits (B, K) for ``images`` (B, C, H, W) with the weights ``state``, the named mistakes left in
+    (``scale``: the scores' factor where the "scale" fix went wrong; by default 1/sqrt(d))."""
     P = state["patch_embed.weight"].shape[-1]
     x = F.conv2d(images, state["patch_embed.weight"], state["patch_embed.bias"], stride=P)  # (B, D, H/P, W/P)
     x = x.flatten(2).transpose(1, 2)  # (B, N, D), patches in reading order
@@ -64,7 +66,7 @@ def reference_logits(state: dict[str, torch.Tensor], images: torch.Tensor, mista
             q, k, v = (t.reshape(B, T, heads, d).transpose(1, 2) for t in (q, k, v))  # (B, h, T, d)
         scores = q @ k.transpose(-2, -1)  # (B, h, T, T)
         if "scale" not in mistakes:
-            scores = scores / math.sqrt(d)
+            scores = scores * (scale if scale is not None else 1 / math.sqrt(d))
         out = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(B, T, D)
         x = x + F.linear(out, w["proj.weight"], w["proj.bias"])
         y = F.layer_norm(x, (D,), w["norm2.weight"], w["norm2.bias"])
@@ -123,6 +125,13 @@ def _check(TinyViT) -> None:
         if close(logits, reference_logits(state, images, left), rtol=1e-4, atol=1e-4):
             break
     else:
+        D, d = SIZES["dim"], SIZES["dim"] // SIZES["heads"]
+        for wrong, name in [(1 / math.sqrt(D), "1/sqrt(D), the model's width"), (1 / d, "1/d"), (math.sqrt(d), "sqrt(d)")]:
+            for n in range(3):
+                for left in itertools.combinations(("heads", "readout"), n):
+                    if close(logits, reference_logits(state, images, left, scale=wrong), rtol=1e-4, atol=1e-4):
+                        raise CheckFailed(f"the attention scores are now scaled by {name}: equation 1 divides them "
+                                          "by sqrt(d_k), d_k the width of one head")
         raise CheckFailed("your TinyViT's output matches neither the fixed model nor any mix of the three planted "
                           "mistakes: something else changed. Compare your edits with the given code; a fix changes "
                           "only what is wrong")

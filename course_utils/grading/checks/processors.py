@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from course_utils.grading.checks import CheckFailed, call, fmt_shape, keep_rng, passed, require_callable
@@ -44,39 +45,46 @@ def sample_processors() -> dict[str, object]:
         "DeiT's processor (256 x 256 bicubic, centre crop 224, ImageNet statistics)": DeiTImageProcessor(
             size={"height": 256, "width": 256}, crop_size={"height": 224, "width": 224},
             resample=Image.Resampling.BICUBIC, image_mean=IMAGENET[0], image_std=IMAGENET[1]),
-        "a processor with do_normalize=False and height != width (24 x 40)": ViTImageProcessor(
-            size={"height": 24, "width": 40}, resample=Image.Resampling.BILINEAR, do_normalize=False),
+        "a processor with do_rescale=False, do_normalize=False and height != width (24 x 40)": ViTImageProcessor(
+            size={"height": 24, "width": 40}, resample=Image.Resampling.BILINEAR, do_rescale=False, do_normalize=False),
         "a processor with its own statistics and crop (40 x 72, crop 30 x 48)": DeiTImageProcessor(
             size={"height": 40, "width": 72}, crop_size={"height": 30, "width": 48},
             resample=Image.Resampling.BILINEAR, image_mean=(0.2, 0.4, 0.6), image_std=(0.3, 0.2, 0.1)),
     }
 
 
-def _by_hand(image, p, *, resample=None, crop="centre", rescale_first=True, stats=None, normalize=None, swap=False):
+def _by_hand(image, p, *, resample=None, crop="centre", rescale_first=True, stats=None, normalize=None, swap=False,
+             aliased=False, rescale=None):
     """The grader's own version, with a named mistake switched on by its keyword; (1, 3, h, w) float32."""
-    pil = Image.fromarray(image)
-    if p.do_resize:
-        h, w = p.size["height"], p.size["width"]
-        pil = pil.resize((h, w) if swap else (w, h), Image.Resampling(p.resample if resample is None else resample))
-    x = torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1).float()  # (3, H, W), 0..255
+    h, w = p.size["height"], p.size["width"]
+    if aliased:  # F.interpolate's default: no antialiasing when it shrinks
+        mode = {Image.Resampling.BICUBIC: "bicubic"}.get(Image.Resampling(p.resample), "bilinear")
+        x = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+        x = F.interpolate(x, size=(h, w), mode=mode).clamp(0, 255)[0] if p.do_resize else x[0]
+    else:
+        pil = Image.fromarray(image)
+        if p.do_resize:
+            pil = pil.resize((h, w) if swap else (w, h), Image.Resampling(p.resample if resample is None else resample))
+        x = torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1).float()  # (3, H, W), 0..255
     if getattr(p, "do_center_crop", False) and crop:
         ch, cw = p.crop_size["height"], p.crop_size["width"]
         top, left = ((x.shape[1] - ch) // 2, (x.shape[2] - cw) // 2) if crop == "centre" else (0, 0)
         x = x[:, top:top + ch, left:left + cw]
     mean, std = (torch.tensor(s).view(3, 1, 1) for s in (stats or (p.image_mean, p.image_std)))
     normalize = p.do_normalize if normalize is None else normalize
+    rescale = p.do_rescale if rescale is None else rescale
     if rescale_first:
-        x = x * p.rescale_factor if p.do_rescale else x
+        x = x * p.rescale_factor if rescale else x
         x = (x - mean) / std if normalize else x
     else:
         x = (x - mean) / std if normalize else x
-        x = x * p.rescale_factor if p.do_rescale else x
+        x = x * p.rescale_factor if rescale else x
     return x[None]
 
 
 def _levels(a: torch.Tensor, b: torch.Tensor, p) -> tuple[float, float]:
     """Mean and largest |a - b|, in 8-bit levels as they look after normalisation."""
-    level = p.rescale_factor / (min(p.image_std) if p.do_normalize else 1.0)
+    level = (p.rescale_factor if p.do_rescale else 1.0) / (min(p.image_std) if p.do_normalize else 1.0)
     d = (a.detach().double() - b.double()).abs() / level
     return d.mean().item(), d.max().item()
 
@@ -99,11 +107,21 @@ def _mistakes(p):
     else:
         out.append(({"normalize": True}, "normalised although processor.do_normalize is False: follow the "
                                          "processor's do_* settings"))
+    if not p.do_rescale:
+        out.append(({"rescale": True}, "rescaled although processor.do_rescale is False: follow the processor's "
+                                       "do_* settings"))
     if getattr(p, "do_center_crop", False):
         out.append(({"crop": "corner"}, "the crop is taken from the top-left corner: crop the centre, "
                                         "(H - crop height) // 2 from the top and (W - crop width) // 2 from the left"))
-    out.append(({"resample": 0}, "resized with nearest-neighbour sampling: use the processor's filter, "
-                                 "Image.Resampling(processor.resample)"))
+    names = {Image.Resampling.NEAREST: "nearest-neighbour sampling", Image.Resampling.BILINEAR: "the bilinear filter",
+             Image.Resampling.BICUBIC: "the bicubic filter"}
+    for other, name in names.items():
+        if other != Image.Resampling(p.resample):
+            out.append(({"resample": other}, f"resized with {name}, where this processor's resample is "
+                        f"{int(p.resample)} ({names.get(Image.Resampling(p.resample), 'another filter')}): "
+                        "use Image.Resampling(processor.resample)"))
+    out.append(({"aliased": True}, "resized without antialiasing (F.interpolate's default): shrinking needs it, as "
+                                   "PIL and torchvision do; pass antialias=True"))
     return out
 
 
@@ -119,13 +137,21 @@ def _check(fn) -> None:
     for pname, p in sample_processors().items():
         for iname, image in images.items():
             original = image.copy()
-            out = call(fn, image, p, what="your pixel_values_by_hand", where=f"for {iname} and {pname}")
+            p.preprocess = _forbidden  # the processor's own pipeline is what is being rebuilt
+            try:
+                out = call(fn, image, p, what="your pixel_values_by_hand", where=f"for {iname} and {pname}")
+            finally:
+                del p.preprocess
             if not np.array_equal(image, original):
                 raise CheckFailed("your pixel_values_by_hand changed the image it was given: work on a copy")
             _compare(out, p.__call__(images=image, return_tensors="pt")["pixel_values"], image, p,
                      f"{iname} through {pname}")
         passed(pname)
     passed("the image you were given is left unchanged")
+
+
+def _forbidden(*args, **kwargs):
+    raise CheckFailed("pixel_values_by_hand calls the processor itself: do its steps yourself, from its settings")
 
 
 def _compare(out, ref, image, p, where: str) -> None:
@@ -153,11 +179,11 @@ def _compare(out, ref, image, p, where: str) -> None:
         variant = _by_hand(image, p, **keywords)
         if variant.shape == out.shape and _agrees(out, variant, p):
             raise CheckFailed(f"{mistake} (for {where})")
-    if out.abs().max() > 20:
+    if p.do_rescale and out.abs().max() > 20:
         raise CheckFailed(f"values up to {out.abs().max().item():.0f}: not rescaled to [0, 1] by rescale_factor "
                           f"(1/255) before normalising (for {where})")
     mean, largest = _levels(out, ref, p)
-    raise CheckFailed(f"the values differ from the processor's pixel_values by {mean:.1f} 8-bit levels on average "
-                      f"(largest {largest:.0f}; a different resize library differs by under half a level on average) "
-                      f"for {where}: resize, crop the centre, rescale, normalise, in that order, as the processor's "
-                      f"settings say")
+    raise CheckFailed(f"the values differ from the processor's pixel_values by {mean:.1f} 8-bit levels on average, "
+                      f"{largest:.0f} at most (resize libraries differ by under half a level on average and ten at "
+                      f"most) for {where}: resize, crop the centre, rescale, normalise, in that order, as the "
+                      "processor's settings say")
