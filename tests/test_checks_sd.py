@@ -6,7 +6,12 @@ import torch
 from check_helpers import fails, run
 
 from course_utils.grading.checks import sd as C
-from course_utils.grading.checks.sd import check_encode_prompts, check_guided_noise
+from course_utils.grading.checks.sd import (
+    check_denoising_loss,
+    check_denoising_training,
+    check_encode_prompts,
+    check_guided_noise,
+)
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +155,70 @@ def test_guidance_with_int_t_only_fails_clearly():
         return guided_doubled(unet, latents, t, cond, uncond, s)
 
     fails(check_guided_noise, tensor_t_only, "t = 500")
+
+
+# ------------------------------------------------------------------ denoising_loss: caption dropout and the epsilon loss
+
+def make_loss(style="add_noise", draw_uniform=True, inverted=False, target="noise", swap_order=False, mix="sqrt",
+              detach=False):
+    """The loss in two correct styles ("add_noise" with torch.where; "by-hand" with an index assignment and the
+    mean written out); the other keywords plant one classic mistake each."""
+
+    def denoising_loss(unet, scheduler, latents, cond, uncond, p_drop, generator):
+        B, T = len(latents), scheduler.config.num_train_timesteps
+        if swap_order:
+            t = torch.randint(0, T, (B,), generator=generator)
+            u = torch.rand(B, generator=generator)
+        else:
+            u = torch.rand(B, generator=generator) if draw_uniform else torch.ones(B)
+            t = torch.randint(0, T, (B,), generator=generator)
+        noise = torch.randn(latents.shape, generator=generator)
+        drop = u >= p_drop if inverted else u < p_drop
+        if style == "add_noise":
+            context = torch.where(drop.view(B, 1, 1), uncond, cond)
+            x_t = scheduler.add_noise(latents, noise, t)
+        else:
+            context = cond.clone()
+            context[drop] = uncond[0]
+            abar = scheduler.alphas_cumprod[t][:, None, None, None]
+            x_t = abar.sqrt() * latents + (1 - abar).sqrt() * noise
+        if mix == "linear":
+            abar = scheduler.alphas_cumprod[t][:, None, None, None]
+            x_t = abar * latents + (1 - abar) * noise
+        prediction = unet(x_t, t, encoder_hidden_states=context).sample
+        loss = ((prediction - (noise if target == "noise" else latents)) ** 2).mean()
+        return loss.detach() if detach else loss
+
+    return denoising_loss
+
+
+@pytest.mark.parametrize("style", ["add_noise", "by-hand"])
+def test_denoising_loss_correct_styles_pass(style):
+    out = run(check_denoising_loss, make_loss(style=style))
+    assert out.count("✓") == 2, out
+
+
+LOSS_MISTAKES = {
+    "no caption dropout": (dict(draw_uniform=False), "no caption is dropped"),
+    "dropout inverted": (dict(inverted=True), "dropped with probability 1 - p_drop"),
+    "predicts x0": (dict(target="latents"), "the target is the clean latents"),
+    "linear mixing": (dict(mix="linear"), "x_t mixes by abar_t and 1 - abar_t"),
+    "draw order": (dict(swap_order=True), "draws its random numbers in another order"),
+    "detached": (dict(detach=True), "no gradient reaches the UNet"),
+}
+
+
+@pytest.mark.parametrize("case", LOSS_MISTAKES)
+def test_denoising_loss_mistakes_are_named(case):
+    keywords, words = LOSS_MISTAKES[case]
+    fails(check_denoising_loss, make_loss(**keywords), words)
+
+
+@pytest.mark.slow
+def test_denoising_training_falls_with_the_right_loss_and_not_with_x0():
+    from course_utils.weights.recipes import load_sd
+    parts = load_sd()
+    losses = run(lambda fn: check_denoising_training(fn, parts, steps=40), make_loss())
+    assert "falls by more than a fifth" in losses
+    fails(lambda fn: check_denoising_training(fn, parts, steps=40), make_loss(target="latents"),
+          "not down by a fifth")

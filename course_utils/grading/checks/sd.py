@@ -35,7 +35,7 @@ from course_utils.grading.checks import (
     unchanged,
 )
 
-__all__ = ["check_encode_prompts", "check_guided_noise"]
+__all__ = ["check_encode_prompts", "check_guided_noise", "check_denoising_loss", "check_denoising_training"]
 
 # Shape legend: N prompts, L tokens, E text width; B latents, C latent channels, h x w latent positions.
 
@@ -176,3 +176,130 @@ def check_guided_noise(guided_noise) -> None:
                 raise CheckFailed(WRONG_GUIDANCE + f" at guidance_scale {s}")
         passed("guidance_scale 1 gives the conditional prediction, 0 the unconditional one")
         passed("leaves the latents and both embeddings unchanged")
+
+
+# ------------------------------------------------------------------ denoising_loss: the training half of guidance
+
+DROPOUT_ORDER = ("the dropout's uniform numbers", "the timesteps", "the noise")  # the contract's order of random draws
+
+
+def _draws(B: int, T: int, shape, generator: torch.Generator, order=(0, 1, 2)):
+    """The contract's random draws from ``generator``: (uniform (B,), t (B,), noise shape) in the given order."""
+    makers = [lambda: torch.rand(B, generator=generator), lambda: torch.randint(0, T, (B,), generator=generator),
+              lambda: torch.randn(shape, generator=generator)]
+    out = [torch.ones(B), None, None]  # a uniform that is never drawn drops nothing
+    for k in order:
+        out[k] = makers[k]()
+    return out
+
+
+def _reference_loss(unet, scheduler, latents, cond, uncond, p_drop, seed, order=(0, 1, 2), keep_if_below=False,
+                    target="noise", sqrt=True):
+    """The contract's loss, from a generator seeded with ``seed``; the keywords switch on classic mistakes."""
+    B, T = len(latents), scheduler.config.num_train_timesteps
+    u, t, noise = _draws(B, T, latents.shape, torch.Generator().manual_seed(seed), order)
+    drop = u >= p_drop if keep_if_below else u < p_drop  # (B,) True: this caption is replaced by the empty one
+    context = torch.where(drop.view(B, 1, 1), uncond.expand_as(cond), cond)  # (B, L, E)
+    abar = scheduler.alphas_cumprod[t].view(B, 1, 1, 1)
+    x_t = abar.sqrt() * latents + (1 - abar).sqrt() * noise if sqrt else abar * latents + (1 - abar) * noise
+    prediction = unet(x_t, t, encoder_hidden_states=context).sample
+    return ((prediction - (noise if target == "noise" else latents)) ** 2).mean()
+
+
+def check_denoising_loss(denoising_loss) -> None:
+    """Check ``denoising_loss(unet, scheduler, latents, cond, uncond, p_drop, generator)`` against the contract's loss
+    drawn from the same generator, at p_drop 0, 0.5 and 1."""
+    require_callable(denoising_loss, "denoising_loss")
+    with keep_rng():
+        _check_denoising_loss(denoising_loss)
+
+
+def _check_denoising_loss(denoising_loss) -> None:
+    from diffusers import DDPMScheduler
+
+    unet, scheduler = _tiny_unet(), DDPMScheduler(num_train_timesteps=1000)
+    gen = torch.Generator().manual_seed(11)
+    B, L, E = 8, 5, 12
+    latents, cond, uncond = randn(B, 4, 8, 8, generator=gen), randn(B, L, E, generator=gen), randn(1, L, E, generator=gen)
+    copies = {"latents": latents.clone(), "cond": cond.clone(), "uncond": uncond.clone()}
+    for p_drop in (0.0, 0.5, 1.0):
+        got = call(denoising_loss, unet, scheduler, latents, cond, uncond, p_drop, torch.Generator().manual_seed(3),
+                   what="your denoising_loss", where=f"with p_drop = {p_drop}")
+        unchanged({"latents": latents, "cond": cond, "uncond": uncond}, copies, its_input=False)
+        if require_tensor(got, NOT_TENSOR).ndim != 0:
+            raise CheckFailed(f"expected the loss as a 0-dim tensor (the mean), got shape {fmt_shape(got)}")
+        if not got.requires_grad:
+            raise CheckFailed("no gradient reaches the UNet from your loss: keep every step in torch, outside "
+                              "torch.no_grad(), and return the tensor (not .item())")
+        with torch.no_grad():
+            want = _reference_loss(unet, scheduler, latents, cond, uncond, p_drop, 3)
+            if close(got.detach(), want, rtol=1e-4, atol=1e-6):
+                continue
+            mistakes = [({"target": "latents"}, "the target is the clean latents: the UNet predicts the noise, epsilon"),
+                        ({"sqrt": False}, "x_t mixes by abar_t and 1 - abar_t: it is sqrt(abar_t) x_0 + sqrt(1 - abar_t) "
+                                          "epsilon (scheduler.add_noise does it)")]
+            mistakes += [({"order": (1, 2)}, "no caption is dropped (and no uniform number drawn for it): replace "
+                                             "each caption by the empty one with probability p_drop"),
+                         ({"keep_if_below": True}, "the captions are dropped with probability 1 - p_drop: drop where "
+                                                   "the uniform number is below p_drop")]
+            if 0 < p_drop < 1:
+                mistakes.append(({"p_drop": 0.0}, "no caption is dropped: replace each one by the empty caption "
+                                                  "where its uniform number is below p_drop"))
+            for keywords, mistake in mistakes:
+                variant = _reference_loss(unet, scheduler, latents, cond, uncond, seed=3, **{"p_drop": p_drop, **keywords})
+                if close(got.detach(), variant, rtol=1e-4, atol=1e-6):
+                    raise CheckFailed(f"{mistake} (at p_drop = {p_drop})")
+            for order in ((0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)):
+                if close(got.detach(), _reference_loss(unet, scheduler, latents, cond, uncond, p_drop, 3, order),
+                         rtol=1e-4, atol=1e-6):
+                    raise CheckFailed("your loss is right but draws its random numbers in another order: draw "
+                                      + ", then ".join(DROPOUT_ORDER) + ", as the contract says, so that the same "
+                                      "generator gives the same batch")
+            raise CheckFailed(f"the loss differs from the contract's at p_drop = {p_drop}: drop captions (draw below "
+                              "p_drop), noise x_0 at t, predict the noise, mean squared error")
+    passed("the loss of the contract for the same generator: no caption dropped, half of them, all of them")
+    passed("a 0-dim tensor that the UNet's gradient flows from; the inputs left unchanged")
+
+
+def check_denoising_training(denoising_loss, parts, steps: int = 40):
+    """Train a fresh small UNet (the recipe's shape) for ``steps`` steps with the student's loss on the recipe VAE's
+    latents of captioned shapes; the loss on a fixed validation batch (the reference loss) must fall. Returns the
+    training losses, for plotting."""
+    from course_utils.data.shapes import make_shapes
+    from course_utils.models.sd import PromptCache, build_unet, encode_images
+
+    require_callable(denoising_loss, "denoising_loss")
+    with keep_rng():
+        torch.manual_seed(0)
+        unet = build_unet()
+        prompts = PromptCache(parts.tokenizer, parts.text_encoder)
+        uncond = prompts([""])  # (1, L, E)
+
+        def batch(n, seed):
+            data = make_shapes(n, 32, seed=seed, split="train")
+            return encode_images(parts.vae, data.images, sample=False), prompts(data.captions)
+
+        val = batch(64, 424_242)
+
+        def validation() -> float:
+            with torch.no_grad():
+                return _reference_loss(unet, parts.scheduler, *val, uncond, 0.1, 5).item()
+
+        before = validation()
+        optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-3)
+        generator, losses = torch.Generator().manual_seed(0), []
+        for step in range(steps):
+            latents, cond = batch(32, step)
+            loss = call(denoising_loss, unet, parts.scheduler, latents, cond, uncond, 0.1, generator,
+                        what="your denoising_loss", where=f"at training step {step + 1}")
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        after = validation()
+    if not after < 0.8 * before:
+        raise CheckFailed(f"{steps} steps with your loss took the validation loss from {before:.3f} to {after:.3f}, "
+                          "not down by a fifth: is it the noise the UNet learns to predict?")
+    passed(f"{steps} training steps with your loss: the validation loss (the reference loss on 64 held-back "
+           "images) falls by more than a fifth")
+    return losses
