@@ -9,6 +9,7 @@ from check_helpers import fails, run
 
 from course_utils.grading.checks import clip as C
 from course_utils.grading.checks.clip import (
+    check_best_scale,
     check_clip_loss,
     check_clip_train_step,
     check_clip_training,
@@ -237,3 +238,39 @@ def test_the_run_names_a_slow_step_and_a_step_that_learns_nothing(monkeypatch):
         with torch.no_grad():
             return clip_loss(model.encode_image(images), model.encode_text(tokens), 1.0).item()
     fails(check_clip_training, frozen, "zero-shot accuracy", "below 90%")
+
+
+# ------------------------------------------------------------------ best_scale: the temperature experiment
+
+def scale_answer(normalise=True, reduce="mean", pick=min, measure="nll", index=False):
+    def best_scale(image_features, text_features, labels, scales):
+        f, g = image_features, text_features
+        if normalise:
+            f, g = F.normalize(f, dim=-1), g / g.norm(dim=-1, keepdim=True)
+        nll = []
+        for s in scales:
+            logits = s * f @ g.T
+            if measure == "accuracy":
+                nll.append((logits.argmax(-1) == labels).float().mean().item())
+            else:
+                picked = -logits.log_softmax(-1).gather(1, labels[:, None]).squeeze(1)
+                nll.append((picked.mean() if reduce == "mean" else picked.sum()).item())
+        k = pick(range(len(scales)), key=nll.__getitem__)
+        return (k if index else scales[k]), nll
+    return best_scale
+
+
+def test_best_scale_correct_answers_pass():
+    out = run(check_best_scale, scale_answer())
+    assert out.count("✓") == 2, out
+
+
+@pytest.mark.parametrize("keywords, words", [
+    (dict(normalise=False), "not l2-normalised"),
+    (dict(reduce="sum"), "summed over the images"),
+    (dict(measure="accuracy"), "these are accuracies"),
+    (dict(pick=max), "the largest NLL"),
+    (dict(index=True), "not its index"),
+])
+def test_best_scale_mistakes_are_named(keywords, words):
+    fails(check_best_scale, scale_answer(**keywords), words)

@@ -42,7 +42,7 @@ from course_utils.grading.checks import (
 from course_utils.models.clip import clip_loss as _loss
 from course_utils.models.clip import zero_shot_probs as _probs
 
-__all__ = ["check_clip_loss", "check_zero_shot_probs", "check_clip_train_step", "check_clip_training"]
+__all__ = ["check_clip_loss", "check_zero_shot_probs", "check_clip_train_step", "check_clip_training", "check_best_scale"]
 
 # Shape legend: B images (and captions), K class prompts, D embedding width.
 
@@ -343,3 +343,55 @@ def check_clip_training(clip_train_step):
                           "does your step pass the clamped scale, step the optimizer once, and reset the gradients?")
     passed(f"at least {RUN_TARGET:.0%} zero-shot accuracy on 500 images of seen colour-shape pairs (chance: 4%)")
     return model, losses
+
+
+# ------------------------------------------------------------------ best_scale: an experiment on the temperature
+
+def _nll(f, g, labels, scale: float) -> float:
+    return F.cross_entropy(scale * F.normalize(f, dim=-1) @ F.normalize(g, dim=-1).T, labels).item()
+
+
+@keep_rng()
+def check_best_scale(best_scale) -> None:
+    """Check ``best_scale(image_features, text_features, labels, scales)`` -> (best, nll per scale) on features whose
+    best temperature differs: a sharp classifier, a blurry one, and one with its mistakes made confidently."""
+    require_callable(best_scale, "best_scale")
+    gen = torch.Generator().manual_seed(21)
+    K, B, D = 5, 60, 16
+    g = randn(K, D, generator=gen)
+    labels = torch.arange(B) % K
+    scales = [1.0, 3.0, 10.0, 30.0, 100.0]
+    for noise in (0.7, 1.5, 3.0):  # images near their class's prompt, then further away: best 1/tau 100, 10, 3
+        f = g[labels] + noise * randn(B, D, generator=gen)
+        copies = {"image_features": f.clone(), "text_features": g.clone(), "labels": labels.clone()}
+        got = call(best_scale, f, g, labels, list(scales), what="your best_scale", where=f"with noise {noise}")
+        unchanged({"image_features": f, "text_features": g, "labels": labels}, copies)
+        if not (isinstance(got, tuple) and len(got) == 2):
+            raise CheckFailed(f"best_scale returns two things, (best, nll), got {type(got).__name__}")
+        best, nll = got
+        want = [_nll(f, g, labels, s) for s in scales]
+        if not (isinstance(nll, (list, tuple)) and len(nll) == len(scales)):
+            raise CheckFailed(f"nll should hold one number per scale, {len(scales)} of them, in the order of scales")
+        nll = [float(v) for v in nll]
+        if not all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6) for a, b in zip(nll, want)):
+            raw = [F.cross_entropy(s * f @ g.T, labels).item() for s in scales]
+            summed = [v * B for v in want]
+            accuracy = [(F.normalize(f, dim=-1) @ F.normalize(g, dim=-1).T).argmax(-1).eq(labels).float().mean().item()
+                        for _ in scales]
+            for variant, mistake in [(raw, "the features are not l2-normalised: the scale multiplies cosine "
+                                           "similarities"),
+                                     (summed, "the NLL is summed over the images: take its mean"),
+                                     (accuracy, "these are accuracies: every scale gives the same argmax, so "
+                                                "accuracy cannot choose; measure the negative log-likelihood of the "
+                                                "true class")]:
+                if all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6) for a, b in zip(nll, variant)):
+                    raise CheckFailed(mistake)
+            raise CheckFailed("the NLL differs from the mean over images of -log softmax(scale * cos)[true class], "
+                              f"with the softmax over the {K} classes")
+        if best == scales[max(range(len(scales)), key=want.__getitem__)] and best != scales[min(
+                range(len(scales)), key=want.__getitem__)]:
+            raise CheckFailed("best is the scale with the largest NLL: the best scale has the smallest")
+        if best != scales[min(range(len(scales)), key=want.__getitem__)]:
+            raise CheckFailed("best is not the scale with the smallest NLL (return the scale itself, not its index)")
+    passed("the mean NLL of the true class at every scale, for three sets of features")
+    passed("the best scale, the one with the smallest NLL: 100, 10 and 3 as the features blur")
