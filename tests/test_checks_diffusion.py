@@ -5,7 +5,12 @@ import torch
 from check_helpers import fails, run
 
 from course_utils.grading.checks import diffusion as C
-from course_utils.grading.checks.diffusion import check_classifier_free_guidance, check_ddpm_step, check_q_sample
+from course_utils.grading.checks.diffusion import (
+    check_classifier_free_guidance,
+    check_ddim_step,
+    check_ddpm_step,
+    check_q_sample,
+)
 from course_utils.models.diffusion import alphas_cumprod, classifier_free_guidance, ddpm_step, q_sample
 
 # ----------------------------------------------------------------------------- q_sample, right
@@ -215,3 +220,44 @@ WRONG_CFG = {
 def test_guidance_mistakes_are_named(name):
     fn, message = WRONG_CFG[name]
     fails(check_classifier_free_guidance, fn, message)
+
+
+# ------------------------------------------------------------------ ddim_step
+
+def ddim_answer(style="formula", mistake=None):
+    def ddim_step(x_t, t, t_prev, eps, alphas_cumprod):
+        a_t = alphas_cumprod[t]
+        if mistake == "last index":
+            a_prev = alphas_cumprod[t_prev]
+        else:
+            a_prev = alphas_cumprod[t_prev] if t_prev >= 0 else torch.tensor(1.0)
+        if style == "ratio":  # the same step written as a ratio of scales
+            return (a_prev / a_t).sqrt() * x_t + ((1 - a_prev).sqrt() - (a_prev * (1 - a_t) / a_t).sqrt()) * eps
+        x0 = (x_t - (1 - a_t).sqrt() * eps) / (a_t if mistake == "x0 without sqrt" else a_t.sqrt())
+        if mistake == "predicted x0":
+            return x0
+        if mistake == "no direction":
+            return a_prev.sqrt() * x0
+        direction = (1 - (a_t if mistake == "direction at t" else a_prev)).sqrt() * eps
+        if mistake == "in place":
+            x_t.mul_(1.0)
+            eps.add_(1.0)
+        return a_prev.sqrt() * x0 + direction
+    return ddim_step
+
+
+@pytest.mark.parametrize("style", ["formula", "ratio"])
+def test_ddim_step_correct_styles_pass(style):
+    assert run(check_ddim_step, ddim_answer(style)).count("✓") == 4
+
+
+@pytest.mark.parametrize("mistake, words", [
+    ("no direction", "the direction term is missing"),
+    ("x0 without sqrt", "x0_hat divides by abar_t"),
+    ("direction at t", "the direction uses abar_t"),
+    ("last index", "alphas_cumprod[-1], the LAST step's abar"),
+    ("predicted x0", "this is x0_hat itself"),
+    ("in place", "changed its input eps in place"),
+])
+def test_ddim_step_mistakes_are_named(mistake, words):
+    fails(check_ddim_step, ddim_answer(mistake=mistake), words)

@@ -59,3 +59,12 @@ def test_solution_pasted_into_the_exercise_gives_back_the_solution(solution):
         cell.source = MARKER.sub("", by_id[cell.id].source)
     code = lambda nb: [(c.id, c.source) for c in nb.cells if c.cell_type == "code"]  # noqa: E731
     assert code(exercise) == [(i, MARKER.sub("", src)) for i, src in code(solved)]
+
+
+def test_the_course_asks_students_to_build_train_debug_and_decide():
+    from course_utils.grading.exercises import find_exercises
+    names = {e.name: path.stem for path in SOLUTIONS for e in find_exercises(nbformat.read(path, as_version=4))}
+    assert len(names) >= 24, f"{len(names)} exercise tasks: {sorted(names)}"
+    assert {"train_vit", "clip_train_step", "denoising_loss"} <= set(names), "the three training tasks"
+    debugging = [p.stem for p in SOLUTIONS if "### BEGIN STUB" in p.read_text()]
+    assert debugging, "no debugging exercise (code to fix, a STUB block)"

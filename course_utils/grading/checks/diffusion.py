@@ -42,7 +42,7 @@ from course_utils.models.diffusion import classifier_free_guidance as _cfg
 from course_utils.models.diffusion import ddpm_step as _step
 from course_utils.models.diffusion import q_sample as _q_sample
 
-__all__ = ["check_q_sample", "check_ddpm_step", "check_classifier_free_guidance"]
+__all__ = ["check_q_sample", "check_ddpm_step", "check_classifier_free_guidance", "check_ddim_step"]
 
 # Shape legend: B batch, C channels, H height, W width, T diffusion steps.
 
@@ -271,3 +271,55 @@ def check_classifier_free_guidance(classifier_free_guidance) -> None:
             if not close(_tensor_result(got, u.shape), want):
                 raise CheckFailed(CFG_WRONG + f" (guidance_scale {scale:g} should give {name})")
         passed("w = 0 gives eps_uncond and w = 1 gives eps_cond: no guidance")
+
+
+# ------------------------------------------------------------------ ddim_step
+
+def _ddim_variants(x_t, t, t_prev, eps, abar):
+    """The DDIM step and the classic ways to get it wrong, each computed from the same inputs."""
+    a_t = abar[t]
+    a_prev = abar[t_prev] if t_prev >= 0 else torch.ones(())
+    x0 = (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+    return {
+        "no direction": a_prev.sqrt() * x0,
+        "x0 without sqrt": a_prev.sqrt() * (x_t - (1 - a_t).sqrt() * eps) / a_t + (1 - a_prev).sqrt() * eps,
+        "direction at t": a_prev.sqrt() * x0 + (1 - a_t).sqrt() * eps,
+        "last index": (abar[-1].sqrt() * x0 + (1 - abar[-1]).sqrt() * eps) if t_prev < 0 else None,
+        "predicted x0": x0,
+    }
+
+
+DDIM_MISTAKES = {
+    "no direction": "the direction term is missing: x_{t_prev} = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev) eps",
+    "x0 without sqrt": "x0_hat divides by abar_t: it is (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)",
+    "direction at t": "the direction uses abar_t: the noise that remains at t_prev is sqrt(1 - abar_prev) eps",
+    "last index": ("t_prev = -1 read alphas_cumprod[-1], the LAST step's abar (Python counts from the end): past the "
+                   "end abar is 1, a clean image"),
+    "predicted x0": "this is x0_hat itself: move to t_prev, sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev) eps",
+}
+
+
+def check_ddim_step(ddim_step) -> None:
+    """Check ``ddim_step(x_t, t, t_prev, eps, alphas_cumprod)`` against Song et al.'s eq. 12 with eta = 0."""
+    from course_utils.models.diffusion import ddim_step as _ddim
+    from course_utils.models.diffusion import linear_betas
+
+    require_callable(ddim_step, "ddim_step")
+    with keep_rng():
+        abar = _cumprod(linear_betas(1000))
+        gen = torch.Generator().manual_seed(17)
+        x_t, eps = randn(3, 1, 8, 8, generator=gen), randn(3, 1, 8, 8, generator=gen)
+        for t, t_prev, what in [(999, 949, "one of 20 steps"), (900, 500, "a long skip"), (40, -1, "the last step")]:
+            copies = {"x_t": x_t.clone(), "eps": eps.clone(), "alphas_cumprod": abar.clone()}
+            got = call(ddim_step, x_t, t, t_prev, eps, abar, what="your ddim_step", where=f"at t = {t}, t_prev = {t_prev}")
+            unchanged({"x_t": x_t, "eps": eps, "alphas_cumprod": abar}, copies)
+            if require_tensor(got).shape != x_t.shape:
+                raise CheckFailed(WRONG_SHAPE.format(want=fmt_shape(x_t), got=fmt_shape(got)))
+            if not close(got, _ddim(x_t, t, t_prev, eps, abar), atol=1e-5):
+                for name, variant in _ddim_variants(x_t, t, t_prev, eps, abar).items():
+                    if variant is not None and close(got, variant, atol=1e-5):
+                        raise CheckFailed(f"{DDIM_MISTAKES[name]} (at t = {t}, t_prev = {t_prev})")
+                raise CheckFailed(f"x_t_prev differs from sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev) eps at t = {t}, "
+                                  f"t_prev = {t_prev}")
+            passed(f"{what}: t = {t} -> t_prev = {t_prev}")
+    passed("leaves x_t, eps and alphas_cumprod unchanged")
