@@ -48,10 +48,11 @@ def with_torchvision(image, p):
     return x.unsqueeze(0)
 
 
-def with_interpolate(image, p):
+def with_interpolate(image, p, antialias=True):
+    """F.interpolate: correct with antialias=True; at its default, False, shrinking aliases (a mistake)."""
     x = torch.tensor(image, dtype=torch.float32).permute(2, 0, 1)[None]
     mode = {2: "bilinear", 3: "bicubic"}[int(p.resample)]
-    x = F.interpolate(x, size=(p.size["height"], p.size["width"]), mode=mode, antialias=True).clamp(0, 255)
+    x = F.interpolate(x, size=(p.size["height"], p.size["width"]), mode=mode, antialias=antialias).clamp(0, 255)
     x = x * p.rescale_factor if p.do_rescale else x
     if getattr(p, "do_center_crop", False):
         ch, cw = p.crop_size["height"], p.crop_size["width"]
@@ -110,19 +111,7 @@ def test_the_processor_is_not_called_and_the_filter_and_flags_are_followed():
     fails(check_pixel_values, lambda image, p: p(images=image, return_tensors="pt")["pixel_values"],
           "calls the processor itself")
 
-    def aliased(image, p):  # F.interpolate at its default, antialias=False
-        x = torch.tensor(image, dtype=torch.float32).permute(2, 0, 1)[None]
-        mode = {2: "bilinear", 3: "bicubic"}[int(p.resample)]
-        x = F.interpolate(x, size=(p.size["height"], p.size["width"]), mode=mode)
-        x = x * p.rescale_factor if p.do_rescale else x
-        if getattr(p, "do_center_crop", False):
-            ch, cw = p.crop_size["height"], p.crop_size["width"]
-            top, left = (x.shape[2] - ch) // 2, (x.shape[3] - cw) // 2
-            x = x[..., top:top + ch, left:left + cw]
-        if p.do_normalize:
-            x = (x - torch.tensor(p.image_mean).view(1, 3, 1, 1)) / torch.tensor(p.image_std).view(1, 3, 1, 1)
-        return x
-    fails(check_pixel_values, aliased, "without antialiasing")
+    fails(check_pixel_values, lambda image, p: with_interpolate(image, p, antialias=False), "without antialiasing")
 
     def always_rescaled(image, p):  # ignores do_rescale=False
         class Rescaled:
