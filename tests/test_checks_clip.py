@@ -208,10 +208,18 @@ STEP_MISTAKES = {
     "no exp": (dict(exp=False), "scaled by model.logit_scale itself"),
     "clamp before the step": (dict(clamp="before"), "uses 1/tau after the clamp"),
     "no clamp": (dict(clamp=None), "above 100: clamp model.logit_scale at ln(100)"),
-    "clamp at 100 on the log scale": (dict(limit=100.0), "a clamp at 100 does nothing"),
+    "clamp at 100 on the log scale": (dict(limit=100.0), "a clamp at 100 would do nothing"),
     "no zero_grad": (dict(zero=False), "the gradients accumulate across steps"),
     "returns the tensor": (dict(returns="tensor"), "return the loss as a Python float"),
 }
+
+
+def test_a_clamp_inside_autograd_is_named():
+    def step(model, optimizer, images, tokens):
+        loss = make_step(clamp=None)(model, optimizer, images, tokens)
+        model.logit_scale.clamp_(max=math.log(100))  # in place on a leaf that requires grad: PyTorch refuses
+        return loss
+    fails(check_clip_train_step, step, "leaf Variable", "under torch.no_grad()")
 
 
 @pytest.mark.parametrize("case", STEP_MISTAKES)

@@ -160,7 +160,7 @@ def test_guidance_with_int_t_only_fails_clearly():
 # ------------------------------------------------------------------ denoising_loss: caption dropout and the epsilon loss
 
 def make_loss(style="add_noise", draw_uniform=True, inverted=False, target="noise", swap_order=False, mix="sqrt",
-              detach=False):
+              detach=False, noise_like=False):
     """The loss in two correct styles ("add_noise" with torch.where; "by-hand" with an index assignment and the
     mean written out); the other keywords plant one classic mistake each."""
 
@@ -172,7 +172,7 @@ def make_loss(style="add_noise", draw_uniform=True, inverted=False, target="nois
         else:
             u = torch.rand(B, generator=generator) if draw_uniform else torch.ones(B)
             t = torch.randint(0, T, (B,), generator=generator)
-        noise = torch.randn(latents.shape, generator=generator)
+        noise = torch.randn_like(latents) if noise_like else torch.randn(latents.shape, generator=generator)
         drop = u >= p_drop if inverted else u < p_drop
         if style == "add_noise":
             context = torch.where(drop.view(B, 1, 1), uncond, cond)
@@ -205,6 +205,7 @@ LOSS_MISTAKES = {
     "linear mixing": (dict(mix="linear"), "x_t mixes by abar_t and 1 - abar_t"),
     "draw order": (dict(swap_order=True), "draws its random numbers in another order"),
     "detached": (dict(detach=True), "no gradient reaches the UNet"),
+    "noise from the global generator": (dict(noise_like=True), "the noise does not come from `generator`"),
 }
 
 

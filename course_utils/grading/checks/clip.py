@@ -252,8 +252,14 @@ def check_clip_train_step(clip_train_step) -> None:
                         "multiplied by model.logit_scale.exp()": _loss(f, g, ours.logit_scale).item(),
                         "the loss uses 1/tau after the clamp: compute the loss first, clamp after "
                         "optimizer.step()": _loss(f, g, 100.0).item()}
-        loss = call(clip_train_step, theirs, opt_theirs, images, ids, what="your clip_train_step",
-                    where=f"at step {step + 1}")
+        try:
+            loss = call(clip_train_step, theirs, opt_theirs, images, ids, what="your clip_train_step",
+                        where=f"at step {step + 1}")
+        except CheckFailed as error:
+            if "leaf Variable" not in str(error):
+                raise
+            raise CheckFailed(f"{error}: change logit_scale outside autograd, under torch.no_grad() (or on "
+                              ".data)") from error
         expected = _reference_step(ours, opt_ours, images, ids)
         if step == 0:
             _compare_first_step(loss, expected, mistakes, theirs, ours)
@@ -281,8 +287,8 @@ def _compare_first_step(loss, expected, mistakes, theirs, ours) -> None:
     scale = theirs.logit_scale.detach().item()
     if scale > LOG_MAX_SCALE + 1e-4:
         raise CheckFailed(f"after the step 1/tau = {math.exp(scale):.0f}, above 100: clamp model.logit_scale at "
-                          "ln(100) after optimizer.step(), in place and without gradient (a clamp at 100 does "
-                          "nothing: logit_scale is log(1/tau), so its limit is ln 100 = 4.605)")
+                          "ln(100) after optimizer.step(), in place and without gradient (logit_scale is "
+                          "log(1/tau): its limit is ln 100 = 4.605, and a clamp at 100 would do nothing)")
     if scale < LOG_MAX_SCALE - 1e-4:
         raise CheckFailed(f"after the step 1/tau = {math.exp(scale):.1f}, below the clamp's 100 although it started "
                           "at 135: clamp after optimizer.step(), at ln(100), and only from above")

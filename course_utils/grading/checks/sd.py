@@ -183,10 +183,17 @@ def check_guided_noise(guided_noise) -> None:
 DROPOUT_ORDER = ("the dropout's uniform numbers", "the timesteps", "the noise")  # the contract's order of random draws
 
 
+GLOBAL_SEED = 1234  # the global generator's seed while the student's loss runs: a noise drawn from it is recognised
+
+
 def _draws(B: int, T: int, shape, generator: torch.Generator, order=(0, 1, 2)):
-    """The contract's random draws from ``generator``: (uniform (B,), t (B,), noise shape) in the given order."""
+    """The contract's random draws from ``generator``: (uniform (B,), t (B,), noise shape) in the given order; a
+    2 missing from ``order`` draws the noise from the global generator instead (seeded GLOBAL_SEED)."""
     makers = [lambda: torch.rand(B, generator=generator), lambda: torch.randint(0, T, (B,), generator=generator),
               lambda: torch.randn(shape, generator=generator)]
+    if 2 not in order and 0 in order:
+        makers[2] = lambda: torch.randn(shape, generator=torch.Generator().manual_seed(GLOBAL_SEED))
+        order = (*order, 2)
     out = [torch.ones(B), None, None]  # a uniform that is never drawn drops nothing
     for k in order:
         out[k] = makers[k]()
@@ -223,6 +230,7 @@ def _check_denoising_loss(denoising_loss) -> None:
     latents, cond, uncond = randn(B, 4, 8, 8, generator=gen), randn(B, L, E, generator=gen), randn(1, L, E, generator=gen)
     copies = {"latents": latents.clone(), "cond": cond.clone(), "uncond": uncond.clone()}
     for p_drop in (0.0, 0.5, 1.0):
+        torch.manual_seed(GLOBAL_SEED)  # inside keep_rng: the notebook's own random state is left alone
         got = call(denoising_loss, unet, scheduler, latents, cond, uncond, p_drop, torch.Generator().manual_seed(3),
                    what="your denoising_loss", where=f"with p_drop = {p_drop}")
         unchanged({"latents": latents, "cond": cond, "uncond": uncond}, copies, its_input=False)
@@ -240,6 +248,9 @@ def _check_denoising_loss(denoising_loss) -> None:
                                           "epsilon (scheduler.add_noise does it)")]
             mistakes += [({"order": (1, 2)}, "no caption is dropped (and no uniform number drawn for it): replace "
                                              "each caption by the empty one with probability p_drop"),
+                         ({"order": (0, 1)}, "the noise does not come from `generator` (torch.randn_like, or "
+                                             "torch.randn without generator=): draw it with "
+                                             "torch.randn(latents.shape, generator=generator)"),
                          ({"keep_if_below": True}, "the captions are dropped with probability 1 - p_drop: drop where "
                                                    "the uniform number is below p_drop")]
             if 0 < p_drop < 1:
