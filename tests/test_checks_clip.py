@@ -228,6 +228,7 @@ def test_clip_train_step_mistakes_are_named(case):
     fails(check_clip_train_step, make_step(**keywords), words)
 
 
+@pytest.mark.slow  # it trains: a step ten times too slow, for ten steps, and a twenty-step run
 def test_the_run_names_a_slow_step_and_a_step_that_learns_nothing(monkeypatch):
     import time
 
