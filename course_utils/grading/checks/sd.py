@@ -186,25 +186,26 @@ DROPOUT_ORDER = ("the dropout's uniform numbers", "the timesteps", "the noise") 
 GLOBAL_SEED = 1234  # the global generator's seed while the student's loss runs: a noise drawn from it is recognised
 
 
-def _draws(B: int, T: int, shape, generator: torch.Generator, order=(0, 1, 2)):
-    """The contract's random draws from ``generator``: (uniform (B,), t (B,), noise shape) in the given order; a
-    2 missing from ``order`` draws the noise from the global generator instead (seeded GLOBAL_SEED)."""
+def _draws(B: int, T: int, shape, generator: torch.Generator, order=(0, 1, 2), uniform=True, global_noise=False):
+    """The contract's random draws from ``generator``: (uniform (B,), t (B,), noise shape) in the given order.
+    Two classic mistakes: ``uniform=False`` never draws the uniform (nothing is dropped); ``global_noise`` draws the
+    noise from the global generator (seeded GLOBAL_SEED) instead of ``generator``."""
     makers = [lambda: torch.rand(B, generator=generator), lambda: torch.randint(0, T, (B,), generator=generator),
-              lambda: torch.randn(shape, generator=generator)]
-    if 2 not in order and 0 in order:
-        makers[2] = lambda: torch.randn(shape, generator=torch.Generator().manual_seed(GLOBAL_SEED))
-        order = (*order, 2)
+              lambda: torch.randn(shape, generator=None if global_noise else generator)]
     out = [torch.ones(B), None, None]  # a uniform that is never drawn drops nothing
+    if global_noise:
+        torch.manual_seed(GLOBAL_SEED)  # the caller's keep_rng restores the global state
     for k in order:
-        out[k] = makers[k]()
+        if k or uniform:
+            out[k] = makers[k]()
     return out
 
 
 def _reference_loss(unet, scheduler, latents, cond, uncond, p_drop, seed, order=(0, 1, 2), keep_if_below=False,
-                    target="noise", sqrt=True):
+                    target="noise", sqrt=True, uniform=True, global_noise=False):
     """The contract's loss, from a generator seeded with ``seed``; the keywords switch on classic mistakes."""
     B, T = len(latents), scheduler.config.num_train_timesteps
-    u, t, noise = _draws(B, T, latents.shape, torch.Generator().manual_seed(seed), order)
+    u, t, noise = _draws(B, T, latents.shape, torch.Generator().manual_seed(seed), order, uniform, global_noise)
     drop = u >= p_drop if keep_if_below else u < p_drop  # (B,) True: this caption is replaced by the empty one
     context = torch.where(drop.view(B, 1, 1), uncond.expand_as(cond), cond)  # (B, L, E)
     abar = scheduler.alphas_cumprod[t].view(B, 1, 1, 1)
@@ -246,9 +247,9 @@ def _check_denoising_loss(denoising_loss) -> None:
             mistakes = [({"target": "latents"}, "the target is the clean latents: the UNet predicts the noise, epsilon"),
                         ({"sqrt": False}, "x_t mixes by abar_t and 1 - abar_t: it is sqrt(abar_t) x_0 + sqrt(1 - abar_t) "
                                           "epsilon (scheduler.add_noise does it)")]
-            mistakes += [({"order": (1, 2)}, "no caption is dropped (and no uniform number drawn for it): replace "
+            mistakes += [({"uniform": False}, "no caption is dropped (and no uniform number drawn for it): replace "
                                              "each caption by the empty one with probability p_drop"),
-                         ({"order": (0, 1)}, "the noise does not come from `generator` (torch.randn_like, or "
+                         ({"global_noise": True}, "the noise does not come from `generator` (torch.randn_like, or "
                                              "torch.randn without generator=): draw it with "
                                              "torch.randn(latents.shape, generator=generator)"),
                          ({"keep_if_below": True}, "the captions are dropped with probability 1 - p_drop: drop where "
