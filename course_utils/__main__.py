@@ -56,9 +56,11 @@ def parser() -> argparse.ArgumentParser:
                                help="where the decks load reveal.js from (default: nbconvert's, "
                                     "https://unpkg.com/reveal.js@4.0.2), e.g. a copy on your own server")
 
-    add["recipe"].add_argument("name", choices=["miniclip", "judge", "sd"],
+    add["recipe"].add_argument("name", choices=["miniclip", "judge", "sd", "cnn-vs-vit", "clip-stems"],
                                help="miniclip: chapter 05's mini-CLIP (about 16 min); judge: the judge of generated "
-                                    "shapes (a few minutes); sd: chapter 07's small Stable Diffusion (about 80 min)")
+                                    "shapes (a few minutes); sd: chapter 07's small Stable Diffusion (about 80 min); "
+                                    "cnn-vs-vit and clip-stems: chapter 03's and 05's comparisons over three seeds, "
+                                    "recorded in course_utils/weights/experiments/ (about 10 min each)")
     add["recipe"].add_argument("--out", type=Path, metavar="DIR",
                                help="write there instead of course_utils/weights/NAME/")
     add["recipe"].add_argument("--measure", action="store_true",
@@ -76,6 +78,8 @@ def parser() -> argparse.ArgumentParser:
                                "its trained/ links to your course cache's, so live trainings run before are reused)")
     rehearse.add_argument("--keep", type=Path, metavar="DIR", help="build into DIR and keep it (default: a temporary folder)")
     rehearse.add_argument("--timeout", type=int, default=900, help="seconds one cell may take (default 900)")
+    rehearse.add_argument("--jobs", type=int, default=1, metavar="N",
+                          help="notebooks run at once, each in its own kernel (default 1; make test uses 2)")
     rehearse.add_argument("--save", type=Path, metavar="DIR", help="write the executed notebooks into DIR, to read them")
     return top
 

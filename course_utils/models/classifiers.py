@@ -23,7 +23,7 @@ from torch import nn
 from course_utils.data.digits import DIGITS_LABELS, IMAGE_MEAN, IMAGE_STD
 from course_utils.models.vit import ViTConfig
 
-__all__ = ["Family", "SWIN", "BEIT", "DEIT", "CONVNEXT", "FAMILIES", "build_model", "ImagesToLogits", "image_processor"]
+__all__ = ["Family", "SWIN", "BEIT", "DEIT", "CONVNEXT", "FAMILIES", "build_model", "ImagesToLogits", "image_processor", "SmallCNN"]
 
 
 # Shape legend: B batch, C channels, H height, W width, K classes.
@@ -151,3 +151,20 @@ def image_processor(family: Family):
     return getattr(transformers, family.processor)(
         do_resize=True, **(size | family.processor_size), do_rescale=True, rescale_factor=1 / 255,
         do_normalize=True, image_mean=list(IMAGE_MEAN), image_std=list(IMAGE_STD))
+
+
+class SmallCNN(nn.Module):
+    """Chapter 03's CNN baseline: three 3x3 convolutions, two 2x2 poolings, global average pooling, a linear head
+    (95 k parameters on 16 x 16 RGB digits). The lecture writes the same class out and checks it equals this one."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1), nn.GELU(),  # (B, 32, 16, 16)
+            nn.Conv2d(32, 64, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),  # (B, 64, 8, 8)
+            nn.Conv2d(64, 128, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),  # (B, 128, 4, 4)
+        )
+        self.head = nn.Linear(128, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean(dim=(2, 3)))  # (B, 128) -> (B, K)

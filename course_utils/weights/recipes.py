@@ -12,8 +12,6 @@ the judge. ``OMP_NUM_THREADS`` sets the threads it uses. Half precision costs no
 from __future__ import annotations
 
 import json
-import os
-import platform
 import sys
 import time
 from dataclasses import asdict
@@ -26,6 +24,7 @@ from course_utils.models.clip import MiniCLIPConfig, build_clip
 from course_utils.models.judges import Judge
 from course_utils.training.clip import ClipTrainConfig, train_clip
 from course_utils.training.records import half_precision, write_record
+from course_utils.training.records import machine as _machine
 
 WEIGHTS = Path(__file__).parent
 MINICLIP_DIR = WEIGHTS / "miniclip"
@@ -34,12 +33,6 @@ MINICLIP_DIR = WEIGHTS / "miniclip"
 MINICLIP_CONFIG = MiniCLIPConfig()
 MINICLIP_TRAINING = ClipTrainConfig(steps=4000, eval_every=500, seed=0)
 MINICLIP_EVAL_SIZE = 2000  # images per split for the recorded quality
-
-
-def _machine() -> dict:
-    return {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor()
-            or platform.machine(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
-            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
 
 
 def measure_miniclip(model, size: int = MINICLIP_EVAL_SIZE) -> dict:
@@ -268,14 +261,20 @@ def load_sd(folder: Path = SD_DIR):
 
 
 def run(args) -> int:
-    """``python -m course_utils recipe {miniclip,judge,sd} [--out DIR] [--measure]``."""
+    """``python -m course_utils recipe {miniclip,judge,sd,cnn-vs-vit,clip-stems} [--out DIR] [--measure]``."""
     from course_utils.device import default_threads
 
     if args.measure and args.name != "sd":
         print("recipe: --measure measures the sd recipe's weights only", file=sys.stderr)
         return 2
     torch.set_num_threads(default_threads())  # OMP_NUM_THREADS, when set, wins
-    if args.name == "miniclip":
+    if args.name in {"cnn-vs-vit", "clip-stems"}:  # recorded experiments: numbers over three seeds, no weights
+        from course_utils.weights import experiments
+
+        runner = experiments.run_cnn_vs_vit if args.name == "cnn-vs-vit" else experiments.run_clip_stems
+        record = runner(args.out or experiments.EXPERIMENTS)
+        print(f"{args.name}: {record['seconds'] / 60:.1f} min, written to {args.out or experiments.EXPERIMENTS}")
+    elif args.name == "miniclip":
         record = train_miniclip(args.out or MINICLIP_DIR)
         print(json.dumps({k: record[k] for k in ("seconds", "parameters", "quality")}, indent=1))
     elif args.name == "judge":

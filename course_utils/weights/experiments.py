@@ -1,0 +1,141 @@
+"""Recorded experiments: comparisons a lecture draws a conclusion from, run over three seeds by a committed script.
+
+One seed cannot carry a claim ("the CNN wins on small data", "a conv stem helps CLIP generalise"): two runs of the
+same recipe differ by a point or more. Three seeds of a whole comparison cost more CPU than a lecture can spend
+live, so, like a recipe, a script runs them once and commits what it measured (``experiments/NAME.json``: the
+configuration, every seed's numbers, the time and the machine). The lecture plots the record with its spread,
+asserts its claims on it, and re-runs one of its runs live to show the record is what this code gives::
+
+    python -m course_utils recipe cnn-vs-vit     # chapter 03: CNN, ViT and hybrid on 5% to 100% of the digits
+    python -m course_utils recipe clip-stems     # chapter 05: plain and hybrid mini-CLIP, held-out pairs
+
+``OMP_NUM_THREADS`` sets the threads they use.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from course_utils.data.digits import digits_data
+from course_utils.eval.metrics import evaluate
+from course_utils.models.classifiers import SmallCNN
+from course_utils.models.clip import MiniCLIPConfig, build_clip
+from course_utils.models.vit import ViT, ViTConfig
+from course_utils.training.classifier import DIGITS_TRAINING, train_classifier
+from course_utils.training.clip import ClipTrainConfig, train_clip
+from course_utils.training.records import machine as _machine
+from course_utils.training.records import read_record, write_record
+
+__all__ = ["SWEEP_FRACTIONS", "SWEEP_MODELS", "SEEDS", "STEMS_TRAINING", "experiment_record", "run_cnn_vs_vit",
+           "run_clip_stems", "stems_model", "sweep_run"]
+
+EXPERIMENTS = Path(__file__).parent / "experiments"
+SEEDS = (0, 1, 2)
+
+# ---------------------------------------------------------------- chapter 03: CNN, ViT and hybrid against data size
+
+SWEEP_FRACTIONS = (0.05, 0.1, 0.25, 1.0)  # of the 1,438 training digits
+SWEEP_MODELS = ("CNN", "ViT", "hybrid")
+SWEEP_MIN_STEPS = 300  # a small subset gets more epochs, so that every run takes at least this many steps
+
+
+def sweep_model(name: str) -> torch.nn.Module:
+    """A fresh model of the sweep (seed torch first): the CNN, the chapter's tiny ViT or its hybrid."""
+    builders = {"CNN": SmallCNN, "ViT": lambda: ViT(ViTConfig.tiny()),
+                "hybrid": lambda: ViT(replace(ViTConfig.tiny(), stem_channels=16))}
+    if name not in builders:
+        raise ValueError(f"unknown model {name!r}: expected one of {list(builders)}")
+    return builders[name]()
+
+
+def sweep_run(name: str, fraction: float, seed: int, data=None) -> float:
+    """Train ``name`` on ``fraction`` of the training digits with chapter 03's recipe; its test accuracy.
+
+    The seed picks the subset (generator seed ``1 + seed``), the initialisation and the order of the batches."""
+    data = data if data is not None else digits_data(size=16, channels=3)
+    n = round(fraction * len(data.x_train))
+    subset = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(1 + seed))[:n]
+    epochs = max(DIGITS_TRAINING.epochs, math.ceil(SWEEP_MIN_STEPS / math.ceil(n / DIGITS_TRAINING.batch_size)))
+    torch.manual_seed(seed)
+    model = sweep_model(name)
+    train_classifier(model, data.x_train[subset], data.y_train[subset], replace(DIGITS_TRAINING, epochs=epochs,
+                                                                                seed=seed), progress=False)
+    return evaluate(model, data.x_test, data.y_test)
+
+
+def run_cnn_vs_vit(out: Path = EXPERIMENTS, seeds=SEEDS) -> dict:
+    """Every model at every fraction for every seed; writes ``cnn-vs-vit.json``."""
+    from tqdm.auto import tqdm
+
+    data = digits_data(size=16, channels=3)
+    start = time.perf_counter()
+    accuracy = {name: [[None] * len(seeds) for _ in SWEEP_FRACTIONS] for name in SWEEP_MODELS}
+    runs = [(i, f, j, s, name) for i, f in enumerate(SWEEP_FRACTIONS) for j, s in enumerate(seeds) for name in SWEEP_MODELS]
+    for i, fraction, j, seed, name in tqdm(runs, desc="CNN vs ViT vs hybrid, 3 seeds"):
+        accuracy[name][i][j] = round(sweep_run(name, fraction, seed, data), 4)
+    record = {
+        "what": "chapter 03: test accuracy on the digits of a small CNN, the tiny ViT and its hybrid (conv stem), "
+                "trained on a fraction of the training digits, for several seeds",
+        "script": "python -m course_utils recipe cnn-vs-vit (course_utils/weights/experiments.py)",
+        "training": asdict(DIGITS_TRAINING) | {"min_steps": SWEEP_MIN_STEPS},
+        "fractions": list(SWEEP_FRACTIONS), "sizes": [round(f * len(data.x_train)) for f in SWEEP_FRACTIONS],
+        "seeds": list(seeds), "test_images": len(data.x_test),
+        "accuracy": accuracy,  # accuracy[model][fraction index][seed index]
+        "seconds": round(time.perf_counter() - start, 1), "machine": _machine(),
+    }
+    return _write(out, "cnn-vs-vit", record)
+
+
+# ---------------------------------------------------------------- chapter 05: plain and hybrid mini-CLIP
+
+STEMS_TRAINING = ClipTrainConfig(steps=800, batch_size=128, lr=2e-3, warmup=0.3, eval_every=100, seed=0)
+STEMS_RESOLUTION = 16  # pixels: 4-pixel patches make 16 tokens
+
+
+def stems_model(stem_channels: int, seed: int):
+    """A fresh 16-pixel mini-CLIP: plain (``stem_channels=0``) or with a conv stem, initialised from ``seed``."""
+    torch.manual_seed(seed)
+    return build_clip(MiniCLIPConfig(image_resolution=STEMS_RESOLUTION, stem_channels=stem_channels))
+
+
+def run_clip_stems(out: Path = EXPERIMENTS, seeds=SEEDS, stem_channels: int = 16) -> dict:
+    """Plain and hybrid mini-CLIPs trained with ``STEMS_TRAINING`` for every seed; writes ``clip-stems.json``."""
+    runs = {"plain": [], "hybrid": []}
+    start = time.perf_counter()
+    for seed in seeds:
+        for name, stem in (("plain", 0), ("hybrid", stem_channels)):
+            history = train_clip(stems_model(stem, seed), replace(STEMS_TRAINING, seed=seed),
+                                 desc=f"mini-CLIP {name}, seed {seed}")
+            runs[name].append({"seed": seed, "seconds": round(history.seconds, 1), "eval_step": history.eval_step,
+                               "seen": history.seen_accuracy, "heldout": history.heldout_accuracy,
+                               "first_losses": [round(x, 5) for x in history.loss[:10]]})
+    record = {
+        "what": "chapter 05: zero-shot accuracy of a plain and a hybrid (conv stem) mini-CLIP on seen and held-out "
+                "colour-shape pairs, the same training for several seeds",
+        "script": "python -m course_utils recipe clip-stems (course_utils/weights/experiments.py)",
+        "config": asdict(MiniCLIPConfig(image_resolution=STEMS_RESOLUTION)), "stem_channels": stem_channels,
+        "training": asdict(STEMS_TRAINING), "seeds": list(seeds), "runs": runs,
+        "seconds": round(time.perf_counter() - start, 1), "machine": _machine(),
+    }
+    return _write(out, "clip-stems", record)
+
+
+# ---------------------------------------------------------------- records
+
+def _write(out: Path, name: str, record: dict) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_record(out / f"{name}.json", record)
+    return record
+
+
+def experiment_record(name: str, folder: Path = EXPERIMENTS) -> dict:
+    """A committed experiment's record (``cnn-vs-vit`` or ``clip-stems``)."""
+    path = Path(folder) / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no recorded experiment {name!r} at {path}: run `python -m course_utils recipe {name}`")
+    return read_record(path)

@@ -1,0 +1,54 @@
+"""The recorded experiments (course_utils/weights/experiments/): each record says what the code would run today, holds
+every seed of every run, and the lectures' claims hold on it. The lectures re-run one run of each live (nbval), which
+shows the record is what this code gives; these tests catch a change of the code that leaves the record behind."""
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+
+from course_utils.models.classifiers import SmallCNN
+from course_utils.models.clip import MiniCLIPConfig
+from course_utils.training.classifier import DIGITS_TRAINING
+from course_utils.weights import experiments as X
+
+
+def test_the_sweep_record_matches_the_code_and_holds_every_run():
+    record = X.experiment_record("cnn-vs-vit")
+    assert record["fractions"] == list(X.SWEEP_FRACTIONS)
+    assert record["training"] == asdict(DIGITS_TRAINING) | {"min_steps": X.SWEEP_MIN_STEPS}
+    assert len(record["seeds"]) >= 3, "a claim needs at least three seeds"
+    assert set(record["accuracy"]) == set(X.SWEEP_MODELS)
+    for name, runs in record["accuracy"].items():
+        runs = np.array(runs, dtype=float)
+        assert runs.shape == (len(X.SWEEP_FRACTIONS), len(record["seeds"])), name
+        assert ((runs > 0.1) & (runs <= 1.0)).all(), (name, runs)
+
+
+def test_the_clip_stems_record_matches_the_code_and_holds_every_run():
+    record = X.experiment_record("clip-stems")
+    assert record["training"] == asdict(X.STEMS_TRAINING)
+    assert record["config"] == asdict(MiniCLIPConfig(image_resolution=X.STEMS_RESOLUTION))
+    assert len(record["seeds"]) >= 3
+    steps = list(range(X.STEMS_TRAINING.eval_every, X.STEMS_TRAINING.steps + 1, X.STEMS_TRAINING.eval_every))
+    for name in ("plain", "hybrid"):
+        runs = record["runs"][name]
+        assert [r["seed"] for r in runs] == record["seeds"], name
+        for r in runs:
+            assert r["eval_step"] == steps and len(r["seen"]) == len(r["heldout"]) == len(steps), (name, r["seed"])
+
+
+def test_the_sweep_models_are_the_chapter_s():
+    assert sum(p.numel() for p in SmallCNN().parameters()) == 94_538  # "95 k parameters" in chapter 03
+    torch.manual_seed(0)
+    vit = X.sweep_model("ViT")
+    torch.manual_seed(0)
+    hybrid = X.sweep_model("hybrid")
+    assert sum(p.numel() for p in hybrid.parameters()) > sum(p.numel() for p in vit.parameters())
+    with pytest.raises(ValueError, match="expected one of"):
+        X.sweep_model("ResNet")
+
+
+def test_a_missing_record_names_the_command_that_makes_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m course_utils recipe clip-stems"):
+        X.experiment_record("clip-stems", folder=tmp_path)
