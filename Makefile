@@ -23,13 +23,14 @@ lab: $(STAMP)
 # Two pytest workers (pytest-xdist), each notebook whole on one of them, each with one torch thread
 # (OMP_NUM_THREADS=1, which default_threads() honours): on two cores that is about a third faster
 # than one worker with two threads, because small models use a second thread poorly. The rehearsal
-# keeps one thread too, so it finds the live trainings pytest just ran (remembered per thread count).
+# keeps one thread too, so it finds the live trainings pytest just ran (remembered per thread count), and runs
+# WORKERS notebooks at once, each in its own kernel.
 # A bigger machine: make test WORKERS=4.
 WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/ruff check .
 	COURSE_FORCE_STANDINS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(WORKERS) --dist loadfile
-	OMP_NUM_THREADS=1 $(BIN)/python -m course_utils rehearse --real-only
+	OMP_NUM_THREADS=1 $(BIN)/python -m course_utils rehearse --real-only --jobs $(WORKERS)
 
 # The unit tests alone (no notebook, no browser, nothing that trains for long): under a minute.
 test-fast: $(STAMP)

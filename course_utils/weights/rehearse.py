@@ -8,8 +8,10 @@ got as a stand-in, and on any retry the Hugging Face libraries print. ``COURSE_R
 ``Resolved.trained`` False, so the asserts about what trained weights predict are skipped, visibly."""
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import socket
@@ -330,8 +332,9 @@ def resolves(path: Path) -> bool:
 
 def rehearse(full: bool = False, hf_cache: Path | None = None, only: list[str] | None = None,
              course_cache: Path | None = None, keep: Path | None = None, timeout: int = 900,
-             real_only: bool = False, save: Path | None = None) -> int:
-    """Build the cache (unless ``hf_cache`` is given), run the notebooks, print a table; 0 when all passed."""
+             real_only: bool = False, save: Path | None = None, jobs: int = 1) -> int:
+    """Build the cache (unless ``hf_cache`` is given), run the notebooks (``jobs`` at a time), print a table; 0 when
+    all passed."""
     work = Path(tempfile.mkdtemp(prefix="vit-course-rehearsal-")) if keep is None else keep
     try:
         cache = hf_cache or work / "hub"
@@ -347,15 +350,22 @@ def rehearse(full: bool = False, hf_cache: Path | None = None, only: list[str] |
         outcomes = []
         with unreachable_port() as port:
             env = kernel_environment(Path(cache), port, course_cache or work / "course")
-            for path in paths:
-                print(f"[rehearse] {path.relative_to(ROOT)} ...", flush=True)
-                outcome = run_notebook(path, env, timeout, save)
-                outcomes.append(outcome)
-                verdict = "ok" if outcome.ok else "FAILED: " + "; ".join(outcome.problems)
-                slowest = ", ".join(f"cell {i} {t:.0f} s" for i, t in outcome.slowest)
-                print(f"[rehearse]   {outcome.seconds:.0f} s (slowest: {slowest}), real: "
-                      f"{', '.join(sorted(set(outcome.real))) or '-'}; {verdict}", flush=True)
-        print(summary(outcomes))
+            print(f"[rehearse] {len(paths)} notebooks, {min(jobs, len(paths))} at a time ...", flush=True)
+            # each notebook runs in its own kernel, so several can run at once: one process each (spawned, so that no
+            # thread state of this process is copied into them)
+            context = multiprocessing.get_context("spawn")
+            with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=context) as pool:
+                biggest_first = sorted(paths, key=lambda p: -p.stat().st_size)  # a rough guess at the longest first
+                running = {pool.submit(run_notebook, path, env, timeout, save): path for path in biggest_first}
+                for done in concurrent.futures.as_completed(running):
+                    outcome = done.result()
+                    outcomes.append(outcome)
+                    verdict = "ok" if outcome.ok else "FAILED: " + "; ".join(outcome.problems)
+                    slowest = ", ".join(f"cell {i} {t:.0f} s" for i, t in outcome.slowest)
+                    print(f"[rehearse] {outcome.path}: {outcome.seconds:.0f} s (slowest: {slowest}), real: "
+                          f"{', '.join(sorted(set(outcome.real))) or '-'}; {verdict}", flush=True)
+        order = [str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p) for p in paths]
+        print(summary(sorted(outcomes, key=lambda o: order.index(o.path))))
         return 0 if all(o.ok for o in outcomes) else 1
     finally:
         if keep is None:
@@ -382,4 +392,4 @@ def run(args) -> int:
         print(f"rehearse: no notebook matches {args.only}", file=sys.stderr)
         return 2
     return rehearse(full=args.full, hf_cache=args.hf_cache, only=args.only, course_cache=args.course_cache,
-                    keep=args.keep, timeout=args.timeout, real_only=args.real_only, save=args.save)
+                    keep=args.keep, timeout=args.timeout, real_only=args.real_only, save=args.save, jobs=args.jobs)
