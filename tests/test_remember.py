@@ -81,3 +81,39 @@ def test_a_schedulers_key_ignores_the_order_of_its_private_fields():
     other = hashlib.sha256()
     _feed(other, DDIMScheduler(beta_schedule="squaredcos_cap_v2"))  # a public field that differs does change it
     assert other.hexdigest() != digests[0].hexdigest()
+
+
+WAITING_BUILD = """
+import sys, time
+from pathlib import Path
+from course_utils.weights.cache import build_checked
+
+def build(folder):
+    (folder / "who").write_text(sys.argv[2])
+    time.sleep(float(sys.argv[3]))
+
+folder = Path(sys.argv[1])
+build_checked(folder, "1", build, "the test folder")
+print((folder / "who").read_text())
+"""
+
+
+def test_a_second_process_waits_for_the_same_build_and_uses_it(tmp_path):
+    """Two test workers (or two open notebooks) needing the same stand-in build it once: the second waits for the
+    first's lock, then finds the folder intact and does not build it again."""
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "standin"
+    first = subprocess.Popen([sys.executable, "-c", WAITING_BUILD, str(folder), "first", "3"], stdout=subprocess.PIPE,
+                             text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".building-*")):  # the first process is inside its build, holding the lock
+        assert first.poll() is None and time.monotonic() < deadline, "the first build never started"
+        time.sleep(0.05)
+    second = subprocess.run([sys.executable, "-c", WAITING_BUILD, str(folder), "second", "0"], capture_output=True,
+                            text=True, timeout=120)
+    assert first.wait(timeout=120) == 0 and second.returncode == 0, second.stderr
+    assert second.stdout.strip() == "first", "the second process built the folder again instead of waiting"
+    assert first.stdout.read().strip() == "first"

@@ -173,7 +173,7 @@ def remembered(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from course_utils.paths import course_cache_dir
+        from course_utils.paths import course_cache_dir, exclusive
 
         if os.environ.get("COURSE_RETRAIN", "").lower() in {"1", "true", "yes", "on"}:
             return fn(*args, **kwargs)
@@ -184,29 +184,31 @@ def remembered(fn):
             return fn(*args, **kwargs)
         modules = {p: m for name, value in bound.arguments.items() for p, m in _modules(value, name)}
         folder = course_cache_dir() / "trained" / f"{fn.__name__}-{key}"
-        if (folder / "record.json").is_file():
-            try:
-                result, note = _load(folder, modules)
-            except Exception as error:  # noqa: BLE001 - a damaged record: train again
-                print(f"[course] {fn.__name__}: the remembered training in {folder} could not be read "
-                      f"({type(error).__name__}); training again", flush=True)
-            else:
-                print(f"[course] {fn.__name__}: this training ran before on this machine ({note}); its result "
-                      f"is loaded from the course cache (COURSE_RETRAIN=1 trains again)", flush=True)
-                return result
-        result = fn(*args, **kwargs)
-        history = next((r for r in (result if isinstance(result, tuple) else (result,)) if hasattr(r, "seconds")), None)
-        note = f"{history.seconds:.0f} s" if history is not None else "trained"
         folder.parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=".remembering-", dir=folder.parent))
-        try:
-            _save(scratch, modules, result, note)
-            shutil.rmtree(folder, ignore_errors=True)
-            scratch.rename(folder)
-        except (OSError, TypeError) as error:  # a full disk or an unusual result: only the next run pays
-            print(f"[course] {fn.__name__}: could not remember this training ({error})", flush=True)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-        return result
+        with exclusive(folder):  # the same training running elsewhere: wait for it
+            if (folder / "record.json").is_file():
+                try:
+                    result, note = _load(folder, modules)
+                except Exception as error:  # noqa: BLE001 - a damaged record: train again
+                    print(f"[course] {fn.__name__}: the remembered training in {folder} could not be read "
+                          f"({type(error).__name__}); training again", flush=True)
+                else:
+                    print(f"[course] {fn.__name__}: this training ran before on this machine ({note}); its result "
+                          f"is loaded from the course cache (COURSE_RETRAIN=1 trains again)", flush=True)
+                    return result
+            result = fn(*args, **kwargs)
+            history = next((r for r in (result if isinstance(result, tuple) else (result,)) if hasattr(r, "seconds")),
+                           None)
+            note = f"{history.seconds:.0f} s" if history is not None else "trained"
+            scratch = Path(tempfile.mkdtemp(prefix=".remembering-", dir=folder.parent))
+            try:
+                _save(scratch, modules, result, note)
+                shutil.rmtree(folder, ignore_errors=True)
+                scratch.rename(folder)
+            except (OSError, TypeError) as error:  # a full disk or an unusual result: only the next run pays
+                print(f"[course] {fn.__name__}: could not remember this training ({error})", flush=True)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            return result
 
     return wrapper

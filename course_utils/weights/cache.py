@@ -17,7 +17,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-from course_utils.paths import course_cache_dir
+from course_utils.paths import course_cache_dir, exclusive
 
 __all__ = ["folder_problem", "write_manifest", "build_checked", "sha256_file", "read_checked", "write_checked",
            "file_digest"]
@@ -130,20 +130,23 @@ def build_checked(folder: Path, version: str, build: Callable[[Path], None], wha
     """``folder``, built by ``build(scratch)`` into a scratch folder beside it, given its manifest and
     renamed into place, unless an intact copy of ``version`` is there already. A damaged or outdated
     copy is rebuilt with one line naming ``what`` and its problem; a failed build leaves nothing."""
-    if folder.exists() and not rebuild:
-        problem = folder_problem(folder, version)
-        if problem is None:
-            return folder
-        print(f"[course] {what} {problem}; rebuilding it", flush=True)
+    if folder.exists() and not rebuild and folder_problem(folder, version) is None:
+        return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
-    try:
-        with _libraries_quiet():  # the same output whether the folder was built now or before
-            build(scratch)
-        write_manifest(scratch, version)
-        _swap_in(scratch, folder)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    with exclusive(folder):  # another process building it: wait, then use its copy
+        if folder.exists() and not rebuild:
+            problem = folder_problem(folder, version)
+            if problem is None:
+                return folder
+            print(f"[course] {what} {problem}; rebuilding it", flush=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
+        try:
+            with _libraries_quiet():  # the same output whether the folder was built now or before
+                build(scratch)
+            write_manifest(scratch, version)
+            _swap_in(scratch, folder)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     return folder
 
 
