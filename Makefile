@@ -16,21 +16,19 @@ lab: $(STAMP)
 
 # Tests always take the stand-in path, so they give the same outputs on every machine and never
 # download gigabytes; the notebooks themselves use real checkpoints wherever they can. First the linter,
-# then every test and notebook, then the real path rehearsed: every notebook that resolves a
-# checkpoint runs against a local cache of the real checkpoints (published configurations, random
-# weights), offline (see README.md).
+# then every test and notebook, the real path rehearsed among them (tests/test_real_path.py): every
+# notebook that resolves a checkpoint runs again against a local cache of the real checkpoints
+# (published configurations, random weights), offline (see README.md).
 #
-# Two pytest workers (pytest-xdist), each notebook whole on one of them, each with one torch thread
-# (OMP_NUM_THREADS=1, which default_threads() honours): on two cores that is about a third faster
-# than one worker with two threads, because small models use a second thread poorly. The rehearsal
-# keeps one thread too, so it finds the live trainings pytest just ran (remembered per thread count), and runs
-# WORKERS notebooks at once, each in its own kernel.
+# Two pytest workers (pytest-xdist), each test file or notebook whole on one of them, each with one torch
+# thread (OMP_NUM_THREADS=1, which default_threads() honours): on two cores that is about a third faster
+# than one worker with two threads, because small models use a second thread poorly. A live training
+# that two notebooks share (a lecture and its rehearsal) runs once: the second waits for the first.
 # A bigger machine: make test WORKERS=4.
 WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/ruff check .
 	COURSE_FORCE_STANDINS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(WORKERS) --dist loadfile
-	OMP_NUM_THREADS=1 $(BIN)/python -m course_utils rehearse --real-only --jobs $(WORKERS)
 
 # The unit tests alone (no notebook, no browser, nothing that trains for long): under a minute.
 test-fast: $(STAMP)
