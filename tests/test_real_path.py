@@ -11,35 +11,26 @@ and whichever comes second waits for the first (``course_utils.paths.exclusive``
 ``python -m course_utils rehearse`` runs the same rehearsal on its own.
 """
 import hashlib
-import shutil
 from pathlib import Path
 
 import pytest
 
-from course_utils.paths import course_cache_dir, exclusive
+from course_utils.paths import course_cache_dir
 from course_utils.weights import rehearse as R
 from course_utils.weights import resolver
+from course_utils.weights.cache import build_checked
 
 pytestmark = pytest.mark.slow  # each runs a whole notebook
 
 
 @pytest.fixture(scope="session")
 def rehearsal_hub():
-    """The reduced-width cache of every catalogue checkpoint, laid out once for all workers (about 10 s, 0.2 GB)."""
-    folder, stamp = course_cache_dir() / "rehearsal", folder_stamp()
-    with exclusive(folder):
-        complete = folder / "complete"
-        if not complete.is_file() or complete.read_text() != stamp:  # none yet, or laid out by other code
-            shutil.rmtree(folder, ignore_errors=True)
-            R.build_cache(folder / "hub")
-            complete.write_text(stamp)
-    return folder / "hub"
-
-
-def folder_stamp() -> str:
-    """The code that lays the cache out: a change to it lays the cache out again."""
+    """The reduced-width cache of every catalogue checkpoint, laid out once for all workers (about 10 s, 0.2 GB), and
+    again when the code that lays it out changes."""
     code = b"".join(Path(module.__file__).read_bytes() for module in (R, resolver))
-    return hashlib.sha256(code).hexdigest()
+    folder = build_checked(course_cache_dir() / "rehearsal", hashlib.sha256(code).hexdigest()[:16],
+                           lambda scratch: R.build_cache(scratch / "hub"), "the rehearsal's cache")
+    return folder / "hub"
 
 
 @pytest.mark.parametrize("notebook", R.notebooks(real_only=True), ids=lambda path: path.stem)
