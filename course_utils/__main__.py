@@ -79,7 +79,7 @@ def parser() -> argparse.ArgumentParser:
     rehearse.add_argument("--keep", type=Path, metavar="DIR", help="build into DIR and keep it (default: a temporary folder)")
     rehearse.add_argument("--timeout", type=int, default=900, help="seconds one cell may take (default 900)")
     rehearse.add_argument("--jobs", type=int, default=1, metavar="N",
-                          help="notebooks run at once, each in its own kernel (default 1; make test uses 2)")
+                          help="notebooks run at once, each in its own kernel (default 1)")
     rehearse.add_argument("--save", type=Path, metavar="DIR", help="write the executed notebooks into DIR, to read them")
     return top
 
