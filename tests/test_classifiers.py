@@ -30,6 +30,9 @@ def test_the_registrations_match_the_families():
     from course_utils.weights import standins
 
     assert standins.CLASSIFIER_STANDINS == STANDINS
+    from course_utils.weights import recipes
+
+    assert recipes.CLASSIFIER_RECIPES == STANDINS  # the recipe trains exactly the registered stand-ins
 
 
 @pytest.mark.slow  # trains, builds or runs a pipeline: seconds
@@ -69,6 +72,37 @@ def test_standin_builds_and_loads_through_the_auto_classes(name, monkeypatch, tm
     notes = json.loads((Path(resolved.path) / "training.json").read_text())
     assert notes["training"]["epochs"] == 1 and notes["parameters"] == model.num_parameters()
     assert 0.0 <= notes["test_accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("name", STANDINS)
+def test_the_committed_standin_is_todays_recipe_and_scores_what_it_records(name, monkeypatch, tmp_path):
+    """Without a training budget set, a stand-in is the committed recipe's weights, copied (no training): its record
+    must be of the family's recipe as the code has it today, and the copy must score what the record says."""
+    from dataclasses import asdict
+
+    from transformers import AutoModelForImageClassification
+
+    from course_utils.training.classifier import FAMILY_TRAINING
+    from course_utils.weights import resolver as hub
+    from course_utils.weights import standins
+
+    family = FAMILIES[STANDINS[name]]
+    record = json.loads((standins.committed_classifier(name) / "training.json").read_text())
+    assert record["training"] == json.loads(json.dumps(asdict(FAMILY_TRAINING[family.name]))), \
+        "the committed weights were trained with another recipe: run `python -m course_utils recipe classifiers`"
+    assert record["test_accuracy"] >= 0.95, record["test_accuracy"]
+
+    monkeypatch.setenv("COURSE_UTILS_CACHE", str(tmp_path))
+    monkeypatch.setenv("COURSE_FORCE_STANDINS", "1")
+    from course_utils.training import classifier
+
+    monkeypatch.setattr(classifier, "train_family",
+                        lambda *a, **k: pytest.fail("the stand-in trained instead of copying the committed weights"))
+    model = AutoModelForImageClassification.from_pretrained(hub.resolve(name, quiet=True).path).eval()
+    data = digits_data(family.image_size)
+    with torch.no_grad():
+        accuracy = (model(pixel_values=data.x_test).logits.argmax(-1) == data.y_test).float().mean().item()
+    assert abs(accuracy - record["test_accuracy"]) <= 1 / len(data.y_test) + 1e-6, (accuracy, record["test_accuracy"])
 
 
 @pytest.mark.parametrize("name", STANDINS)

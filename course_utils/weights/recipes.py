@@ -5,9 +5,12 @@ and measured quality. Lectures and stand-ins load the committed weights; anyone 
     python -m course_utils recipe miniclip            # writes course_utils/weights/miniclip/  (about 16 min)
     python -m course_utils recipe judge               # writes course_utils/weights/judge/     (a few minutes)
     python -m course_utils recipe sd                  # writes course_utils/weights/sd/        (about 80 min)
+    python -m course_utils recipe classifiers         # writes course_utils/weights/classifiers/ (about 2 min)
 
 The Stable Diffusion recipe needs the other two: its text encoder is the mini-CLIP's and its quality is measured by
 the judge. ``OMP_NUM_THREADS`` sets the threads it uses. Half precision costs nothing: ``clip.load`` rounds to it.
+Chapter 04's four stand-ins (``classifiers``) are kept as ``save_pretrained`` wrote them, in float32 (0.4 to 0.6 MB
+each), so that ``from_pretrained`` gives the float32 model a lecture expects.
 """
 from __future__ import annotations
 
@@ -260,18 +263,72 @@ def load_sd(folder: Path = SD_DIR):
     return SDParts(tokenizer, encoder, vae.eval(), unet.eval(), ddim)
 
 
+# ---------------------------------------------------------------- chapter 04's stand-ins: Swin, BEiT, DeiT, ConvNeXt
+
+CLASSIFIERS_DIR = WEIGHTS / "classifiers"
+CLASSIFIER_RECIPES = {  # real checkpoint -> the course_utils.models.classifiers family standing in for it
+    "microsoft/swin-base-patch4-window7-224": "swin",
+    "microsoft/beit-base-patch16-224": "beit",
+    "facebook/deit-base-patch16-224": "deit",
+    "facebook/convnext-tiny-224": "convnext",
+}
+
+
+def digits_notes(name: str, recipe: str, size: int, training, history, **described) -> dict:
+    """What a digits stand-in's training.json records: what it stands in for, how it was trained, how well it did."""
+    return {
+        "what": f"the course's stand-in for {name}", "recipe": recipe,
+        "data": f"scikit-learn digits, {size} x {size}, grey repeated over RGB, normalised to [-1, 1]; "
+                "1,438 train / 359 test",
+        **described, "training": asdict(training), "torch": torch.__version__,
+        "test_accuracy": round(history.test_accuracy[-1], 4), "seconds": round(history.seconds, 1),
+    }
+
+
+def export_classifier(model, family, folder: str | Path) -> Path:
+    """Save ``model`` and its image processor for ``from_pretrained(folder)``: config.json, model.safetensors,
+    preprocessor_config.json."""
+    from course_utils.models.classifiers import image_processor
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    image_processor(family).save_pretrained(folder)
+    return folder
+
+
+def train_classifiers(out: Path = CLASSIFIERS_DIR) -> dict[str, dict]:
+    """Train every chapter 04 stand-in with its family's recipe (``FAMILY_TRAINING``) and write it to ``out/NAME``:
+    what ``standins`` copies when one is first resolved. Returns each one's training record."""
+    from course_utils.models.classifiers import FAMILIES
+    from course_utils.training.classifier import FAMILY_TRAINING, train_family
+
+    records = {}
+    for name, family_name in CLASSIFIER_RECIPES.items():
+        family, training = FAMILIES[family_name], FAMILY_TRAINING[family_name]
+        model, history = train_family(family, training, progress=True)
+        folder = export_classifier(model, family, Path(out) / name.replace("/", "--"))
+        records[name] = digits_notes(name, f"course_utils.training.classifier.train_family(FAMILIES[{family_name!r}])",
+                                     family.image_size, training, history, family=asdict(family),
+                                     parameters=model.num_parameters())
+        write_record(folder / "training.json", records[name])
+    return records
+
+
 def run(args) -> int:
-    """``python -m course_utils recipe {miniclip,judge,sd,cnn-vs-vit,clip-stems} [--out DIR] [--measure]``."""
+    """``python -m course_utils recipe {miniclip,judge,sd,classifiers,cnn-vs-vit,clip-stems,samplers,guidance} [--out DIR] [--measure]``."""
     from course_utils.device import default_threads
 
     if args.measure and args.name != "sd":
         print("recipe: --measure measures the sd recipe's weights only", file=sys.stderr)
         return 2
     torch.set_num_threads(default_threads())  # OMP_NUM_THREADS, when set, wins
-    if args.name in {"cnn-vs-vit", "clip-stems"}:  # recorded experiments: numbers over three seeds, no weights
+    if args.name in {"cnn-vs-vit", "clip-stems", "samplers", "guidance"}:  # recorded experiments: numbers over three seeds
         from course_utils.weights import experiments
 
-        runner = experiments.run_cnn_vs_vit if args.name == "cnn-vs-vit" else experiments.run_clip_stems
+        runner = {"cnn-vs-vit": experiments.run_cnn_vs_vit, "clip-stems": experiments.run_clip_stems,
+                  "samplers": experiments.run_samplers,
+                  "guidance": lambda out: experiments.run_guidance(load_sd(), load_judge(), out)}[args.name]
         record = runner(args.out or experiments.EXPERIMENTS)
         print(f"{args.name}: {record['seconds'] / 60:.1f} min, written to {args.out or experiments.EXPERIMENTS}")
     elif args.name == "miniclip":
@@ -279,6 +336,9 @@ def run(args) -> int:
         print(json.dumps({k: record[k] for k in ("seconds", "parameters", "quality")}, indent=1))
     elif args.name == "judge":
         print(json.dumps(train_judge_recipe(args.out), indent=1))
+    elif args.name == "classifiers":
+        records = train_classifiers(args.out or CLASSIFIERS_DIR)
+        print(json.dumps({name: {k: r[k] for k in ("test_accuracy", "seconds")} for name, r in records.items()}, indent=1))
     else:
         record = measure_sd_recipe(args.out or SD_DIR) if args.measure else train_sd(args.out or SD_DIR)
         print(json.dumps(record["quality"], indent=1))

@@ -65,19 +65,6 @@ def build_standin(name: str, rebuild: bool = False, build: Callable[[Path], None
                          f"the cached stand-in for {name}", rebuild)
 
 
-def _notes(name: str, recipe: str, size: int, training, history, **described) -> dict:
-    """What a stand-in's training.json records: what it stands in for, how it was trained, how well it did."""
-    import torch
-
-    return {
-        "what": f"stand-in for {name}, built by course_utils.weights.standins", "recipe": recipe,
-        "data": f"scikit-learn digits, {size} x {size}, grey repeated over RGB, normalised to [-1, 1]; "
-                "1,438 train / 359 test",
-        **described, "training": asdict(training), "torch": torch.__version__,
-        "test_accuracy": round(history.test_accuracy[-1], 4), "seconds": round(history.seconds, 1),
-    }
-
-
 # ---------------------------------------------------------------- chapter 03: google/vit-base-patch16-224
 
 VIT_NAME = "google/vit-base-patch16-224"
@@ -90,12 +77,13 @@ def _build_vit(folder, model=None, history=None, training=None):
     from course_utils.data.digits import DIGITS_LABELS
     from course_utils.interop.hf_vit import export_pretrained
     from course_utils.training.classifier import DIGITS_TRAINING, train_digits_vit
+    from course_utils.weights.recipes import digits_notes
 
     if model is None:
         training = VIT_TRAINING or DIGITS_TRAINING
         model, history = train_digits_vit(training=training, progress=True)
     export_pretrained(model, folder, DIGITS_LABELS)
-    write_record(folder / "training.json", _notes(
+    write_record(folder / "training.json", digits_notes(
         VIT_NAME, "course_utils.training.classifier.train_digits_vit (chapter 03's lecture run)", model.config.image_size,
         training or DIGITS_TRAINING, history, model=asdict(model.config)))
 
@@ -112,34 +100,44 @@ register_standin(VIT_NAME, build=_build_vit, version="1",
 
 # ---------------------------------------------------------------- chapter 04: Swin, BEiT, DeiT, ConvNeXt
 
-CLASSIFIER_TRAINING = None  # None: each family's own recipe, training.classifier.FAMILY_TRAINING (tests set a shorter one)
+CLASSIFIER_TRAINING = None  # None: the committed recipe weights; a TrainConfig trains afresh (tests set a short one)
 CLASSIFIER_STANDINS: dict[str, str] = {}  # real checkpoint -> the course_utils.models.classifiers family standing in for it
+CLASSIFIERS_DIR = Path(__file__).parent / "classifiers"  # recipes.CLASSIFIERS_DIR: python -m course_utils recipe classifiers
+_CLASSIFIER_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "training.json")
 
 
-def export_classifier(model, family, folder: str | Path) -> Path:
-    """Save ``model`` and its image processor for ``from_pretrained(folder)``: config.json, model.safetensors,
-    preprocessor_config.json."""
-    from course_utils.models.classifiers import image_processor
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    image_processor(family).save_pretrained(folder)
-    return folder
+def committed_classifier(name: str) -> Path:
+    """The folder of the committed recipe weights for ``name`` (``recipes.train_classifiers`` writes it)."""
+    return CLASSIFIERS_DIR / name.replace("/", "--")
 
 
 def _build_classifier(folder, name, model=None, history=None, training=None):
     """The tiny ``course_utils.models.classifiers`` family that stands in for ``name``, saved as :func:`_build_vit` saves the
-    ViT (trained first unless a lecture hands over its ``model``, ``history`` and ``training``)."""
+    ViT. A lecture hands over its ``model``, ``history`` and ``training``; otherwise the committed recipe weights are
+    copied (about 2 minutes of training on 2 cores, done once by ``python -m course_utils recipe classifiers``), unless
+    ``training`` or ``CLASSIFIER_TRAINING`` asks for a fresh training."""
+    import shutil
+
     from course_utils.models.classifiers import FAMILIES
     from course_utils.training.classifier import FAMILY_TRAINING, train_family
+    from course_utils.weights.recipes import digits_notes, export_classifier
 
     family = FAMILIES[CLASSIFIER_STANDINS[name]]
-    training = training or CLASSIFIER_TRAINING or FAMILY_TRAINING[family.name]
+    training = training or CLASSIFIER_TRAINING
+    if model is None and training is None:
+        source = committed_classifier(name)
+        missing = [f for f in _CLASSIFIER_FILES if not (source / f).is_file()]
+        if missing:
+            raise CheckpointUnavailable(f"the committed stand-in for {name} lacks {missing} in {source}: "
+                                        "run `python -m course_utils recipe classifiers`")
+        for file in _CLASSIFIER_FILES:
+            shutil.copyfile(source / file, Path(folder) / file)
+        return
+    training = training or FAMILY_TRAINING[family.name]
     if model is None:
         model, history = train_family(family, training, progress=True)
     export_classifier(model, family, folder)
-    write_record(folder / "training.json", _notes(
+    write_record(folder / "training.json", digits_notes(
         name, f"course_utils.training.classifier.train_family(FAMILIES[{family.name!r}])", family.image_size,
         training, history, family=asdict(family), parameters=model.num_parameters()))
 
@@ -151,16 +149,23 @@ def save_classifier_standin(name, model, history, training=None):
                          build=lambda folder: _build_classifier(folder, name, model, history, training))
 
 
-def _register_classifier(name: str, family: str, about: str, version: str = "1") -> None:
+def _committed_version(name: str) -> str:
+    """Cached copies follow the committed weights: a new recipe run gives a new version, and so a rebuild."""
+    weights = committed_classifier(name) / "model.safetensors"
+    return "c-" + (sha256_file(weights)[:12] if weights.is_file() else "missing")
+
+
+def _register_classifier(name: str, family: str, about: str) -> None:
     CLASSIFIER_STANDINS[name] = family
-    register_standin(name, build=lambda folder: _build_classifier(folder, name), about=about, version=version)
+    register_standin(name, build=lambda folder: _build_classifier(folder, name), about=about,
+                     version=_committed_version(name))
 
 
 _register_classifier("microsoft/swin-base-patch4-window7-224", "swin",
                      about="a 2-stage Swin trained by the course on digits (32 px, 10 classes)")
 _register_classifier("microsoft/beit-base-patch16-224", "beit",
                      about="a 4-layer BEiT trained by the course on digits (16 px, 10 classes)")
-_register_classifier("facebook/deit-base-patch16-224", "deit", version="2",  # 2: a ViTForImageClassification, as published
+_register_classifier("facebook/deit-base-patch16-224", "deit",  # a ViTForImageClassification, as published
                      about="a 4-layer ViT (DeiT-B is one: no distillation token) trained by the course on digits "
                            "(16 px, 10 classes)")
 _register_classifier("facebook/convnext-tiny-224", "convnext",
