@@ -38,6 +38,33 @@ def test_the_clip_stems_record_matches_the_code_and_holds_every_run():
             assert r["eval_step"] == steps and len(r["seen"]) == len(r["heldout"]) == len(steps), (name, r["seed"])
 
 
+def test_the_samplers_record_matches_the_code_and_holds_every_run():
+    record = X.experiment_record("samplers")
+    assert record["training"] == asdict(X.SAMPLERS_TRAINING) and record["widths"] == list(X.SAMPLERS_WIDTHS)
+    assert record["samples"] == X.SAMPLERS_N and len(record["seeds"]) >= 3
+    names = ["DDPM, 1000 steps"] + [f"DDIM, {k} steps" for k in X.DDIM_STEPS]
+    for run, seed in zip(record["runs"], record["seeds"], strict=True):
+        assert run["seed"] == seed and len(run["first_losses"]) == 5
+        for name in names:
+            assert 0 <= run[name]["confident"] <= 1 and 1 <= run[name]["classes"] <= 10, (seed, name)
+
+
+def test_the_samplers_model_is_the_chapter_s():
+    torch.manual_seed(0)
+    unet = X.samplers_model(0)
+    assert list(unet.config.block_out_channels) == list(X.SAMPLERS_WIDTHS) and unet.config.sample_size == 8
+
+
+def test_the_guidance_record_matches_the_code_and_holds_every_run():
+    record = X.experiment_record("guidance")
+    assert record["scales"] == list(X.GUIDANCE_SCALES) and record["sampling"] == X.GUIDANCE_SAMPLING
+    assert len(record["seeds"]) >= 3 and len(record["runs"]) == len(X.GUIDANCE_SCALES)
+    for scale, runs in zip(X.GUIDANCE_SCALES, record["runs"]):
+        assert [(r["scale"], r["seed"]) for r in runs] == [(scale, seed) for seed in record["seeds"]]
+        for r in runs:
+            assert all(0 <= r[k] <= 1 for k in ("seen", "heldout", "diversity", "seen_colour", "seen_shape")), r
+
+
 def test_the_sweep_models_are_the_chapter_s():
     assert sum(p.numel() for p in SmallCNN().parameters()) == 94_538  # "95 k parameters" in chapter 03
     torch.manual_seed(0)

@@ -18,7 +18,7 @@ __all__ = ["DiffusionTrainConfig", "DiffusionHistory", "train_diffusion"]
 class DiffusionTrainConfig:
     """How ``train_diffusion`` trains: the simple epsilon loss, random t, AdamW, an EMA of the weights."""
 
-    steps: int = 900            # optimisation steps (the lecture's run: about 1.5 min on 2 cores)
+    steps: int = 900            # optimisation steps (the lecture's run: about 80 s on 2 cores)
     batch_size: int = 128       # images per step, each at its own random t
     lr: float = 2e-3            # AdamW's learning rate, constant after a short warm-up
     warmup: int = 50            # steps of linear warm-up

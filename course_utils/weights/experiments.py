@@ -8,6 +8,8 @@ asserts its claims on it, and re-runs one of its runs live to show the record is
 
     python -m course_utils recipe cnn-vs-vit     # chapter 03: CNN, ViT and hybrid on 5% to 100% of the digits
     python -m course_utils recipe clip-stems     # chapter 05: plain and hybrid mini-CLIP, held-out pairs
+    python -m course_utils recipe samplers       # chapter 06: DDPM against DDIM, judged, from three trainings
+    python -m course_utils recipe guidance       # chapter 07: guidance scales, adherence and diversity
 
 ``OMP_NUM_THREADS`` sets the threads they use.
 """
@@ -27,11 +29,12 @@ from course_utils.models.clip import MiniCLIPConfig, build_clip
 from course_utils.models.vit import ViT, ViTConfig
 from course_utils.training.classifier import DIGITS_TRAINING, train_classifier
 from course_utils.training.clip import ClipTrainConfig, train_clip
+from course_utils.training.diffusion import DiffusionTrainConfig
 from course_utils.training.records import machine as _machine
 from course_utils.training.records import read_record, write_record
 
 __all__ = ["SWEEP_FRACTIONS", "SWEEP_MODELS", "SEEDS", "STEMS_TRAINING", "experiment_record", "run_cnn_vs_vit",
-           "run_clip_stems", "stems_model", "sweep_run"]
+           "run_clip_stems", "run_guidance", "guidance_run", "run_samplers", "samplers_run", "samplers_model", "samplers_judge", "SAMPLERS_TRAINING", "SAMPLERS_WIDTHS", "SAMPLERS_N", "DDIM_STEPS", "GUIDANCE_SCALES", "GUIDANCE_SEEDS", "stems_model", "sweep_run"]
 
 EXPERIMENTS = Path(__file__).parent / "experiments"
 SEEDS = (0, 1, 2)
@@ -124,6 +127,114 @@ def run_clip_stems(out: Path = EXPERIMENTS, seeds=SEEDS, stem_channels: int = 16
     return _write(out, "clip-stems", record)
 
 
+# ---------------------------------------------------------------- chapter 06: DDPM against DDIM
+
+SAMPLERS_WIDTHS = (16, 32)  # the lecture's denoiser: UNet2DModel on 8 x 8 digits, these channels
+SAMPLERS_TRAINING = DiffusionTrainConfig(steps=900, batch_size=128, lr=2e-3, seed=0)
+SAMPLERS_N = 100  # samples per sampler
+DDIM_STEPS = (10, 25, 50)
+
+
+def samplers_model(seed: int) -> torch.nn.Module:
+    """A fresh copy of chapter 06's denoiser, initialised from ``seed``."""
+    from course_utils.models.diffusion import build_denoiser
+
+    torch.manual_seed(seed)
+    return build_denoiser(image_size=8, channels=1, widths=SAMPLERS_WIDTHS)
+
+
+def samplers_run(unet, judge, betas, n: int = SAMPLERS_N) -> dict:
+    """Chapter 06's comparison for one trained ``unet``: DDPM over all steps (noise seed 1) and DDIM at each of
+    ``DDIM_STEPS`` (noise seed 3), each judged (share confident, digits seen) and timed."""
+    from course_utils.eval.metrics import sample_quality
+    from course_utils.models.diffusion import sample_ddim, sample_ddpm
+
+    shape, results = (n, 1, 8, 8), {}
+    runs = [("DDPM, 1000 steps", lambda g: sample_ddpm(unet, shape, betas, generator=g, progress=False), 1)]
+    runs += [(f"DDIM, {k} steps", lambda g, k=k: sample_ddim(unet, shape, betas, k, generator=g, progress=False), 3)
+             for k in DDIM_STEPS]
+    for name, sample, noise_seed in runs:
+        start = time.perf_counter()
+        images = sample(torch.Generator().manual_seed(noise_seed)).images
+        seconds = time.perf_counter() - start
+        quality = sample_quality(judge, images)
+        results[name] = {"confident": round(quality.confident, 4), "classes": quality.classes,
+                         "seconds": round(seconds, 2)}
+    return results
+
+
+def samplers_judge():
+    """The judge of chapter 06: a digit classifier trained on the real training digits only (8 x 8, in [-1, 1])."""
+    from course_utils.data.digits import digits_split
+    from course_utils.training.classifier import train_digit_judge
+
+    split = digits_split(8)
+    return train_digit_judge(split.x_train * 2 - 1, split.y_train, epochs=20)
+
+
+def run_samplers(out: Path = EXPERIMENTS, seeds=SEEDS) -> dict:
+    """Train chapter 06's denoiser for every seed and compare its samplers; writes ``samplers.json``."""
+    from course_utils.data.digits import digits
+    from course_utils.models.diffusion import linear_betas
+    from course_utils.training.diffusion import train_diffusion
+
+    images, betas, judge = digits(8)[0] * 2 - 1, linear_betas(1000), samplers_judge()
+    start, runs = time.perf_counter(), []
+    for seed in seeds:
+        unet = samplers_model(seed)
+        history = train_diffusion(unet, images, betas, replace(SAMPLERS_TRAINING, seed=seed),
+                                  desc=f"DDPM on digits, seed {seed}")
+        runs.append({"seed": seed, "training_seconds": round(history.seconds, 1),
+                     "first_losses": [round(x, 5) for x in history.loss[:5]], **samplers_run(unet, judge, betas)})
+    record = {
+        "what": "chapter 06: the share of DDPM and DDIM samples that a digit classifier (trained on real digits only) "
+                "reads with probability above 0.9, and the digits they cover, for denoisers trained from several seeds",
+        "script": "python -m course_utils recipe samplers (course_utils/weights/experiments.py)",
+        "widths": list(SAMPLERS_WIDTHS), "training": asdict(SAMPLERS_TRAINING), "samples": SAMPLERS_N,
+        "seeds": list(seeds), "runs": runs, "seconds": round(time.perf_counter() - start, 1), "machine": _machine(),
+    }
+    return _write(out, "samplers", record)
+
+
+# ---------------------------------------------------------------- chapter 07: classifier-free guidance
+
+GUIDANCE_SCALES = (1.0, 2.0, 3.0, 5.0, 7.5)
+GUIDANCE_SEEDS = (1, 2, 3)  # the starting noise of the sampled images
+GUIDANCE_SAMPLING = {"steps": 25, "seen_per_pair": 2, "heldout_per_pair": 4}  # DDIM steps; images per prompt
+
+
+def guidance_run(parts, judge, scale: float, seed: int) -> dict:
+    """One guidance scale, one seed: the judged adherence on seen and held-out prompts, and the held-out diversity."""
+    from course_utils.eval import metrics
+
+    steps, per_seen, per_held = (GUIDANCE_SAMPLING[k] for k in ("steps", "seen_per_pair", "heldout_per_pair"))
+    seen = metrics.prompt_adherence(parts, judge, pairs="seen", per_pair=per_seen, guidance_scale=scale, steps=steps,
+                                    seed=seed)
+    held = metrics.prompt_adherence(parts, judge, pairs="heldout", per_pair=per_held, guidance_scale=scale,
+                                    steps=steps, seed=seed)
+    return {"scale": scale, "seed": seed, "seen": seen["both"], "seen_colour": seen["colour"],
+            "seen_shape": seen["shape"], "heldout": held["both"],
+            "diversity": round(metrics.diversity(judge, held["images"], per_held), 4),
+            "seconds_per_64": round(seen["seconds"] / seen["n"] * 64, 2)}
+
+
+def run_guidance(parts, judge, out: Path = EXPERIMENTS, seeds=GUIDANCE_SEEDS) -> dict:
+    """The recipe's small Stable Diffusion (``parts``, from ``recipes.load_sd``) at every guidance scale for every seed,
+    judged by ``judge`` (``recipes.load_judge``); writes ``guidance.json``."""
+    start = time.perf_counter()
+    runs = [[guidance_run(parts, judge, scale, seed) for seed in seeds] for scale in GUIDANCE_SCALES]
+    record = {
+        "what": "chapter 07: prompt adherence (colour and shape both right, by the judge) on the 21 seen and 4 held-out "
+                "colour-shape prompts, and diversity, of the recipe's small Stable Diffusion at each guidance scale, "
+                "for several seeds of the starting noise",
+        "script": "python -m course_utils recipe guidance (course_utils/weights/experiments.py)",
+        "scales": list(GUIDANCE_SCALES), "seeds": list(seeds), "sampling": GUIDANCE_SAMPLING,
+        "runs": runs,  # runs[scale index][seed index]
+        "seconds": round(time.perf_counter() - start, 1), "machine": _machine(),
+    }
+    return _write(out, "guidance", record)
+
+
 # ---------------------------------------------------------------- records
 
 def _write(out: Path, name: str, record: dict) -> dict:
@@ -134,7 +245,7 @@ def _write(out: Path, name: str, record: dict) -> dict:
 
 
 def experiment_record(name: str, folder: Path = EXPERIMENTS) -> dict:
-    """A committed experiment's record (``cnn-vs-vit`` or ``clip-stems``)."""
+    """A committed experiment's record (``cnn-vs-vit``, ``clip-stems``, ``samplers`` or ``guidance``)."""
     path = Path(folder) / f"{name}.json"
     if not path.is_file():
         raise FileNotFoundError(f"no recorded experiment {name!r} at {path}: run `python -m course_utils recipe {name}`")
