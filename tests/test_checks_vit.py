@@ -343,3 +343,113 @@ def test_train_vit_mistakes_are_named(case):
 def test_train_vit_over_budget_is_named(monkeypatch):
     monkeypatch.setattr(vit_checks, "BUDGET", 0.001)
     fails(check_train_vit, make_loop(epochs=1), "more than twice the budget (0.001 s on 2 cores")
+
+
+# ------------------------------------------------------------------ data_to_catch_up (an experiment on data size)
+
+def catch_up_numpy(accuracy, fractions, within=0.02, model="ViT"):
+    import numpy as np
+
+    gap = np.asarray(accuracy["CNN"]).mean(1) - np.asarray(accuracy[model]).mean(1)
+    hits = np.flatnonzero(gap <= within)
+    return float(fractions[hits[0]]) if len(hits) else None
+
+
+def catch_up_loop(accuracy, fractions, within=0.02, model="ViT"):
+    for fraction, cnn, other in zip(fractions, accuracy["CNN"], accuracy[model]):
+        if sum(cnn) / len(cnn) - sum(other) / len(other) <= within:
+            return fraction
+    return None
+
+
+def catch_up_torch(accuracy, fractions, within=0.02, model="ViT"):
+    gap = torch.tensor(accuracy["CNN"], dtype=torch.float64).mean(1) - torch.tensor(accuracy[model],
+                                                                                    dtype=torch.float64).mean(1)
+    ok = (gap <= within).nonzero()
+    return fractions[int(ok[0])] if len(ok) else None
+
+
+@pytest.mark.parametrize("fn", [catch_up_numpy, catch_up_loop, catch_up_torch], ids=lambda f: f.__name__)
+def test_correct_data_to_catch_up_passes_in_three_styles(fn):
+    assert "✓ the smallest fraction" in run(vit_checks.check_data_to_catch_up, fn)
+
+
+def _mean(seeds):
+    return sum(seeds) / len(seeds)
+
+
+def catch_up_index(accuracy, fractions, within=0.02, model="ViT"):
+    return next((i for i, (c, o) in enumerate(zip(accuracy["CNN"], accuracy[model])) if _mean(c) - _mean(o) <= within),
+                None)
+
+
+def catch_up_abs(accuracy, fractions, within=0.02, model="ViT"):
+    return next((f for f, c, o in zip(fractions, accuracy["CNN"], accuracy[model]) if abs(_mean(c) - _mean(o)) <= within),
+                None)
+
+
+def catch_up_first_seed(accuracy, fractions, within=0.02, model="ViT"):
+    return next((f for f, c, o in zip(fractions, accuracy["CNN"], accuracy[model]) if c[0] - o[0] <= within), None)
+
+
+def catch_up_best_seed(accuracy, fractions, within=0.02, model="ViT"):
+    return next((f for f, c, o in zip(fractions, accuracy["CNN"], accuracy[model]) if max(c) - max(o) <= within), None)
+
+
+def catch_up_strict(accuracy, fractions, within=0.02, model="ViT"):
+    return next((f for f, c, o in zip(fractions, accuracy["CNN"], accuracy[model]) if _mean(c) - _mean(o) < within),
+                None)
+
+
+def catch_up_last_if_never(accuracy, fractions, within=0.02, model="ViT"):
+    return catch_up_loop(accuracy, fractions, within, model) or fractions[-1]
+
+
+def catch_up_largest(accuracy, fractions, within=0.02, model="ViT"):
+    hits = [f for f, c, o in zip(fractions, accuracy["CNN"], accuracy[model]) if _mean(c) - _mean(o) <= within]
+    return hits[-1] if hits else None
+
+
+def catch_up_fixed_two_points(accuracy, fractions, within=0.02, model="ViT"):
+    return catch_up_loop(accuracy, fractions, 0.02, model)
+
+
+def catch_up_always_vit(accuracy, fractions, within=0.02, model="ViT"):
+    return catch_up_loop(accuracy, fractions, within, "ViT")
+
+
+def catch_up_sorts_in_place(accuracy, fractions, within=0.02, model="ViT"):
+    for runs in accuracy.values():
+        for seeds in runs:
+            seeds.sort()
+    return catch_up_loop(accuracy, fractions, within, model)
+
+
+def catch_up_returns_a_bool(accuracy, fractions, within=0.02, model="ViT"):
+    return catch_up_loop(accuracy, fractions, within, model) is not None
+
+
+@pytest.mark.parametrize("fn, message", [
+    (catch_up_index, "not the fraction"),
+    (catch_up_abs, "not the absolute difference"),
+    (catch_up_first_seed, "uses one seed"),
+    (catch_up_best_seed, "best seed"),
+    (catch_up_strict, "use <=, not <"),
+    (catch_up_last_if_never, "return None, not the last fraction"),
+    (catch_up_largest, "the smallest is the answer"),
+    (catch_up_fixed_two_points, "not a fixed two points"),
+    (catch_up_always_vit, "not always the ViT"),
+    (catch_up_sorts_in_place, "changed its input in place"),
+    (catch_up_returns_a_bool, "got a bool"),
+], ids=lambda x: getattr(x, "__name__", ""))
+def test_data_to_catch_up_mistakes_are_named(fn, message):
+    fails(vit_checks.check_data_to_catch_up, fn, message)
+
+
+def test_data_to_catch_up_on_the_recorded_sweep():
+    """What the exercise finds on the course's own record: the ViT needs all the data, the hybrid is level at 5%."""
+    from course_utils.weights.experiments import experiment_record
+
+    record = experiment_record("cnn-vs-vit")
+    assert catch_up_loop(record["accuracy"], record["fractions"]) == 1.0
+    assert catch_up_loop(record["accuracy"], record["fractions"], model="hybrid") == 0.05
