@@ -429,6 +429,31 @@ def catch_up_returns_a_bool(accuracy, fractions, within=0.02, model="ViT"):
     return catch_up_loop(accuracy, fractions, within, model) is not None
 
 
+def catch_up_median(accuracy, fractions, within=0.02, model="ViT"):
+    import statistics
+
+    return next((f for f, c, o in zip(fractions, accuracy["CNN"], accuracy[model])
+                 if statistics.median(c) - statistics.median(o) <= within), None)
+
+
+def catch_up_worst_seed(accuracy, fractions, within=0.02, model="ViT"):
+    return next((f for f, c, o in zip(fractions, accuracy["CNN"], accuracy[model]) if min(c) - min(o) <= within), None)
+
+
+def catch_up_cnn_first_seed(accuracy, fractions, within=0.02, model="ViT"):
+    return next((f for f, c, o in zip(fractions, accuracy["CNN"], accuracy[model]) if c[0] - _mean(o) <= within), None)
+
+
+def catch_up_next_fraction(accuracy, fractions, within=0.02, model="ViT"):
+    hit = catch_up_loop(accuracy, fractions, within, model)
+    return None if hit is None else fractions[min(fractions.index(hit) + 1, len(fractions) - 1)]
+
+
+def catch_up_returns_text(accuracy, fractions, within=0.02, model="ViT"):
+    hit = catch_up_loop(accuracy, fractions, within, model)
+    return None if hit is None else str(hit)
+
+
 @pytest.mark.parametrize("fn, message", [
     (catch_up_index, "not the fraction"),
     (catch_up_abs, "not the absolute difference"),
@@ -437,10 +462,15 @@ def catch_up_returns_a_bool(accuracy, fractions, within=0.02, model="ViT"):
     (catch_up_strict, "use <=, not <"),
     (catch_up_last_if_never, "return None, not the last fraction"),
     (catch_up_largest, "the smallest is the answer"),
-    (catch_up_fixed_two_points, "not a fixed two points"),
-    (catch_up_always_vit, "not always the ViT"),
+    (catch_up_fixed_two_points, "uses a fixed two points"),
+    (catch_up_always_vit, "always compares the ViT"),
     (catch_up_sorts_in_place, "changed its input in place"),
-    (catch_up_returns_a_bool, "got a bool"),
+    (catch_up_returns_a_bool, "got bool"),
+    (catch_up_median, "takes the median"),
+    (catch_up_worst_seed, "worst seed"),
+    (catch_up_cnn_first_seed, "one seed of the CNN"),
+    (catch_up_next_fraction, "expected 0.25: the smallest fraction"),
+    (catch_up_returns_text, "got str"),
 ], ids=lambda x: getattr(x, "__name__", ""))
 def test_data_to_catch_up_mistakes_are_named(fn, message):
     fails(vit_checks.check_data_to_catch_up, fn, message)

@@ -17,12 +17,14 @@ This file holds the helpers the chapter modules share.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 
 import torch
 
 __all__ = ["CheckFailed", "passed", "fmt_shape", "call", "close", "first_match", "randn", "keep_rng",
-           "require_callable", "unchanged", "require_tensor", "NO_GRAD", "NOT_TENSOR"]
+           "require_callable", "unchanged", "require_tensor", "same_answer", "answer_or_none", "explain_answers",
+           "NO_GRAD", "NOT_TENSOR"]
 
 NO_GRAD = "no gradient flows back to {name}: keep every step in torch (no .detach(), .item(), .data or NumPy)"
 NOT_TENSOR = "expected a tensor, got {kind}: keep the computation in torch"
@@ -85,6 +87,36 @@ def first_match(result, variants, fallback: str, **tolerance) -> None:
         if close(result, wrong, **tolerance):
             raise CheckFailed(message)
     raise CheckFailed(fallback)
+
+
+def same_answer(got, want) -> bool:
+    """Two answers of an experiment agree: both None, or numbers equal to float precision."""
+    if got is None or want is None:
+        return got is want
+    return math.isclose(float(got), float(want))
+
+
+def answer_or_none(got, name: str) -> None:
+    """CheckFailed unless ``got`` is a number (a Python or NumPy float or int, or a 0-d tensor) or None."""
+    if got is not None and (isinstance(got, (bool, str)) or not hasattr(got, "__float__")):
+        raise CheckFailed(f"{name} should return a number from the choices it was given, or None, got "
+                          f"{type(got).__name__}: return the value itself")
+
+
+def explain_answers(answers, wants, cases, mistakes, fallback: str) -> None:
+    """For a function that answers a question on several made-up records: pass when every answer is right; else
+    CheckFailed at the first record answered wrong. A mistake (its answers on every record, its message) is named only
+    when it gives every answer the student gave, so that two mistakes that agree on one record are told apart.
+    ``cases`` names the records; ``fallback`` says what the right answer is."""
+    wrong = [k for k, (got, want) in enumerate(zip(answers, wants)) if not same_answer(got, want)]
+    if not wrong:
+        return
+    k = wrong[0]
+    where = f"on the record '{cases[k]}' you return {answers[k]!r}, expected {wants[k]!r}"
+    for theirs, message in mistakes:
+        if all(same_answer(got, mine) for got, mine in zip(answers, theirs)):
+            raise CheckFailed(f"{where}: your answers on all {len(answers)} records are those of this mistake: {message}")
+    raise CheckFailed(f"{where}: {fallback}")
 
 
 def randn(*shape: int, generator: torch.Generator, scale: float = 1.0) -> torch.Tensor:
