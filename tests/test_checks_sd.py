@@ -223,3 +223,133 @@ def test_denoising_training_falls_with_the_right_loss_and_not_with_x0():
     assert "falls by more than a fifth" in losses
     fails(lambda fn: check_denoising_training(fn, parts, steps=40), make_loss(target="latents"),
           "not down by a fifth")
+
+
+# ------------------------------------------------------------------ clear_gain (an experiment on guidance)
+
+def gain_loop(runs, scales, key="seen"):
+    best_without = max(run[key] for run in runs[0])
+    for scale, seeds in zip(scales[1:], runs[1:]):
+        if min(run[key] for run in seeds) > best_without:
+            return scale
+    return None
+
+
+def gain_numpy(runs, scales, key="seen"):
+    import numpy as np
+
+    values = np.array([[run[key] for run in seeds] for seeds in runs])  # (scales, seeds)
+    clear = np.flatnonzero(values[1:].min(1) > values[0].max()) + 1
+    return float(scales[clear[0]]) if len(clear) else None
+
+
+def gain_pairs(runs, scales, key="seen"):
+    """Every pair of seeds, written out."""
+    for i in range(1, len(scales)):
+        if all(new[key] > old[key] for new in runs[i] for old in runs[0]):
+            return scales[i]
+    return None
+
+
+@pytest.mark.parametrize("fn", [gain_loop, gain_numpy, gain_pairs], ids=lambda f: f.__name__)
+def test_correct_clear_gain_passes_in_three_styles(fn):
+    assert "✓ the smallest scale whose every seed beats every seed" in run(C.check_clear_gain, fn)
+
+
+def _values(seeds, key):
+    return [run[key] for run in seeds]
+
+
+def gain_means(runs, scales, key="seen"):
+    base = sum(_values(runs[0], key)) / len(runs[0])
+    return next((s for s, seeds in zip(scales[1:], runs[1:]) if sum(_values(seeds, key)) / len(seeds) > base), None)
+
+
+def gain_worst_vs_worst(runs, scales, key="seen"):
+    return next((s for s, seeds in zip(scales[1:], runs[1:]) if min(_values(seeds, key)) > min(_values(runs[0], key))),
+                None)
+
+
+def gain_best_vs_best(runs, scales, key="seen"):
+    return next((s for s, seeds in zip(scales[1:], runs[1:]) if max(_values(seeds, key)) > max(_values(runs[0], key))),
+                None)
+
+
+def gain_some_pair(runs, scales, key="seen"):
+    return next((s for s, seeds in zip(scales[1:], runs[1:]) if max(_values(seeds, key)) > min(_values(runs[0], key))),
+                None)
+
+
+def gain_first_seed(runs, scales, key="seen"):
+    return next((s for s, seeds in zip(scales[1:], runs[1:]) if seeds[0][key] > runs[0][0][key]), None)
+
+
+def gain_ties(runs, scales, key="seen"):
+    return next((s for s, seeds in zip(scales[1:], runs[1:]) if min(_values(seeds, key)) >= max(_values(runs[0], key))),
+                None)
+
+
+def gain_previous(runs, scales, key="seen"):
+    return next((scales[i] for i in range(1, len(scales))
+                 if min(_values(runs[i], key)) > max(_values(runs[i - 1], key))), None)
+
+
+def gain_index(runs, scales, key="seen"):
+    answer = gain_loop(runs, scales, key)
+    return None if answer is None else scales.index(answer)
+
+
+def gain_largest(runs, scales, key="seen"):
+    clear = [s for s, seeds in zip(scales[1:], runs[1:]) if min(_values(seeds, key)) > max(_values(runs[0], key))]
+    return clear[-1] if clear else None
+
+
+def gain_last_if_never(runs, scales, key="seen"):
+    return gain_loop(runs, scales, key) or scales[-1]
+
+
+def gain_always_seen(runs, scales, key="seen"):
+    return gain_loop(runs, scales, "seen")
+
+
+def gain_sorts_in_place(runs, scales, key="seen"):
+    for seeds in runs:
+        seeds.sort(key=lambda run: run[key])
+    return gain_loop(runs, scales, key)
+
+
+def gain_includes_the_baseline(runs, scales, key="seen"):
+    """Starts at scales[0]: harmless (no seed beats its own best), so it must pass."""
+    best_without = max(_values(runs[0], key))
+    return next((s for s, seeds in zip(scales, runs) if min(_values(seeds, key)) > best_without), None)
+
+
+def test_starting_at_the_baseline_is_harmless():
+    assert "✓" in run(C.check_clear_gain, gain_includes_the_baseline)
+
+
+@pytest.mark.parametrize("fn, message", [
+    (gain_means, "compares the means"),
+    (gain_worst_vs_worst, "compares the worst seeds of both"),
+    (gain_best_vs_best, "compares the best seeds of both"),
+    (gain_some_pair, "some seed beats some seed"),
+    (gain_first_seed, "compares the first seeds only"),
+    (gain_ties, "a tie is not a clear gain"),
+    (gain_previous, "compares each scale with the one before it"),
+    (gain_index, "not the scale"),
+    (gain_largest, "the smallest is the answer"),
+    (gain_last_if_never, "return None, not the last scale"),
+    (gain_always_seen, "always reads 'seen'"),
+    (gain_sorts_in_place, "changed its input in place"),
+], ids=lambda x: getattr(x, "__name__", ""))
+def test_clear_gain_mistakes_are_named(fn, message):
+    fails(C.check_clear_gain, fn, message)
+
+
+def test_clear_gain_on_the_recorded_sweep():
+    """What the exercise finds on the course's record: adherence gains clearly from s = 2, diversity never."""
+    from course_utils.weights.experiments import experiment_record
+
+    record = experiment_record("guidance")
+    assert [gain_loop(record["runs"], record["scales"], key) for key in ("seen", "heldout", "diversity")] == [
+        2.0, 2.0, None]

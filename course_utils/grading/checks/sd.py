@@ -23,8 +23,10 @@ import torch
 
 from course_utils.grading.checks import (
     CheckFailed,
+    answer_or_none,
     call,
     close,
+    explain_answers,
     first_match,
     fmt_shape,
     keep_rng,
@@ -35,7 +37,8 @@ from course_utils.grading.checks import (
     unchanged,
 )
 
-__all__ = ["check_encode_prompts", "check_guided_noise", "check_denoising_loss", "check_denoising_training"]
+__all__ = ["check_encode_prompts", "check_guided_noise", "check_denoising_loss", "check_denoising_training",
+           "check_clear_gain"]
 
 # Shape legend: N prompts, L tokens, E text width; B latents, C latent channels, h x w latent positions.
 
@@ -315,3 +318,97 @@ def check_denoising_training(denoising_loss, parts, steps: int = 40):
     passed(f"{steps} training steps with your loss: the validation loss (the reference loss on 64 held-back "
            "images) falls by more than a fifth")
     return losses
+
+
+# ------------------------------------------------------------------ clear_gain: an experiment on guidance
+
+def _clear_gain(runs, scales, key, *, better=lambda new, base: min(new) > max(base), against_previous=False,
+                index=False, largest=False, last_if_never=False):
+    """The contract's answer, and (through the keywords) the answers of the classic mistakes."""
+    values = [[run[key] for run in seeds] for seeds in runs]  # (scales, seeds)
+    hits = [i for i in range(1, len(scales))
+            if better(values[i], values[i - 1] if against_previous else values[0])]
+    if not hits:
+        return scales[-1] if last_if_never else None
+    i = hits[-1] if largest else hits[0]
+    return i if index else scales[i]
+
+
+def _runs(**by_key):
+    """A made-up record: each keyword a (scales, seeds) list of values; runs[i][j] the dict of scale i, seed j."""
+    keys = list(by_key)
+    grid = list(by_key.values())
+    return [[{key: grid[k][i][j] for k, key in enumerate(keys)} for j in range(len(grid[0][i]))]
+            for i in range(len(grid[0]))]
+
+
+def _mean(values):
+    return sum(values) / len(values)
+
+
+_SCALES = [1.0, 2.0, 3.0, 5.0]
+_GAIN_CASES = [  # (what the case is about, runs, key)
+    ("clear at s = 2", _runs(seen=[[0.80, 0.85, 0.82], [0.90, 0.93, 0.91], [0.95] * 3, [0.96] * 3]), "seen"),
+    ("the means mislead", _runs(seen=[[0.80, 0.85, 0.82], [0.95, 0.84, 0.86], [0.90, 0.88, 0.92], [0.95] * 3]),
+     "seen"),
+    ("a tie is not clear", _runs(seen=[[0.80, 0.85, 0.82], [0.85, 0.90, 0.88], [0.90] * 3, [0.95] * 3]), "seen"),
+    ("never clear", _runs(seen=[[0.80, 0.90, 0.85], [0.85, 0.95, 0.88], [0.88, 0.92, 0.86], [0.90, 0.89, 0.87]]),
+     "seen"),
+    ("small steps, a large sum", _runs(seen=[[0.70, 0.72, 0.71], [0.71, 0.80, 0.72], [0.74, 0.75, 0.76],
+                                             [0.85] * 3]), "seen"),
+    ("the first seed misleads", _runs(seen=[[0.70, 0.90, 0.85], [0.80, 0.95, 0.95], [0.95, 0.92, 0.93],
+                                            [0.96] * 3]), "seen"),
+    ("the worst seeds mislead", _runs(seen=[[0.60, 0.90, 0.85], [0.70, 0.88, 0.80], [0.95, 0.92, 0.93],
+                                            [0.96] * 3]), "seen"),
+    ("the best seeds mislead", _runs(seen=[[0.60, 0.90, 0.85], [0.50, 0.95, 0.80], [0.95, 0.92, 0.93],
+                                           [0.96] * 3]), "seen"),
+    ("key='diversity'", _runs(seen=[[0.80, 0.85, 0.82], [0.90, 0.93, 0.91], [0.95] * 3, [0.96] * 3],
+                              diversity=[[0.75, 1.0, 0.75], [0.75, 0.875, 0.75], [0.75, 0.94, 0.875],
+                                         [0.875, 0.75, 0.75]]), "diversity"),
+]
+_GAIN_MISTAKES = [  # (the mistake's answer on one case, the message)
+    (lambda r, s, k: _clear_gain(r, s, k, index=True), "returns the position in `scales`, not the scale"),
+    (lambda r, s, k: _clear_gain(r, s, k, better=lambda new, base: _mean(new) > _mean(base)),
+     "compares the means: a higher mean can come from one lucky seed; ask that the worst seed at the scale beats "
+     "the best seed at scales[0]"),
+    (lambda r, s, k: _clear_gain(r, s, k, better=lambda new, base: min(new) > min(base)),
+     "compares the worst seeds of both: the worst seed at the scale must beat the best seed at scales[0]"),
+    (lambda r, s, k: _clear_gain(r, s, k, better=lambda new, base: max(new) > max(base)),
+     "compares the best seeds of both: the worst seed at the scale must beat the best seed at scales[0]"),
+    (lambda r, s, k: _clear_gain(r, s, k, better=lambda new, base: max(new) > min(base)),
+     "asks only that some seed beats some seed: every seed at the scale must beat every seed at scales[0]"),
+    (lambda r, s, k: _clear_gain(r, s, k, better=lambda new, base: new[0] > base[0]),
+     "compares the first seeds only: every seed at the scale must beat every seed at scales[0]"),
+    (lambda r, s, k: _clear_gain(r, s, k, better=lambda new, base: min(new) >= max(base)),
+     "a tie is not a clear gain: the worst seed must be strictly above the best seed at scales[0] (>, not >=)"),
+    (lambda r, s, k: _clear_gain(r, s, k, against_previous=True),
+     "compares each scale with the one before it: compare every scale with scales[0], the baseline"),
+    (lambda r, s, k: _clear_gain(r, s, k, largest=True), "returns the largest such scale: the smallest is the answer"),
+    (lambda r, s, k: _clear_gain(r, s, k, last_if_never=True), "when no scale is clear, return None, not the last scale"),
+    (lambda r, s, k: _clear_gain(r, s, "seen"), "always reads 'seen': read the measure named by `key`"),
+]
+
+
+def check_clear_gain(clear_gain) -> None:
+    """Check ``clear_gain(runs, scales, key="seen")`` -> the smallest scale after ``scales[0]`` at which every seed's
+    ``key`` beats every seed's at ``scales[0]`` (the worst above the best), or None, on nine made-up records shaped
+    like ``experiments/guidance.json``; a mistake is named only when it gives every answer the student gave."""
+    import copy
+
+    require_callable(clear_gain, "clear_gain")
+    answers = []
+    for case, runs, key in _GAIN_CASES:
+        given, scales = copy.deepcopy(runs), list(_SCALES)
+        got = call(clear_gain, given, scales, key, what="your clear_gain", where=f"on the record '{case}'")
+        if given != runs or scales != _SCALES:
+            raise CheckFailed("your clear_gain changed its input in place (the runs or the scales): read them, and "
+                              "compute new lists")
+        answer_or_none(got, "clear_gain")
+        answers.append(got)
+    explain_answers(answers, [_clear_gain(r, _SCALES, k) for _, r, k in _GAIN_CASES], [c for c, *_ in _GAIN_CASES],
+                    [([mistake(r, list(_SCALES), k) for _, r, k in _GAIN_CASES], message)
+                     for mistake, message in _GAIN_MISTAKES],
+                    "the smallest scale after scales[0] whose worst seed is strictly above the best seed at scales[0] "
+                    "(None if none)")
+    passed(f"the smallest scale whose every seed beats every seed without guidance, on {len(_GAIN_CASES)} made-up "
+           "records (ties are not clear, None when never)")
