@@ -318,6 +318,25 @@ def gain_sorts_in_place(runs, scales, key="seen"):
     return gain_loop(runs, scales, key)
 
 
+def gain_either_way(runs, scales, key="seen"):
+    base = _values(runs[0], key)
+    return next((s for s, seeds in zip(scales[1:], runs[1:])
+                 if min(_values(seeds, key)) > max(base) or max(_values(seeds, key)) < min(base)), None)
+
+
+def gain_skips_the_last(runs, scales, key="seen"):
+    return gain_loop(runs[:-1], scales[:-1], key)
+
+
+def gain_wrong_default(runs, scales, key="heldout"):
+    return gain_loop(runs, scales, key)
+
+
+def gain_scale_before(runs, scales, key="seen"):
+    answer = gain_loop(runs, scales, key)
+    return None if answer is None else scales[scales.index(answer) - 1]
+
+
 def gain_includes_the_baseline(runs, scales, key="seen"):
     """Starts at scales[0]: harmless (no seed beats its own best), so it must pass."""
     best_without = max(_values(runs[0], key))
@@ -341,6 +360,10 @@ def test_starting_at_the_baseline_is_harmless():
     (gain_last_if_never, "return None, not the last scale"),
     (gain_always_seen, "always reads 'seen'"),
     (gain_sorts_in_place, "changed its input in place"),
+    (gain_either_way, "counts a clear drop as a gain"),
+    (gain_skips_the_last, "never looks at the last scale"),
+    (gain_wrong_default, "raised KeyError"),
+    (gain_scale_before, "expected 2.0: the smallest scale after scales[0]"),
 ], ids=lambda x: getattr(x, "__name__", ""))
 def test_clear_gain_mistakes_are_named(fn, message):
     fails(C.check_clear_gain, fn, message)

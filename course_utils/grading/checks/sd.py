@@ -323,11 +323,12 @@ def check_denoising_training(denoising_loss, parts, steps: int = 40):
 # ------------------------------------------------------------------ clear_gain: an experiment on guidance
 
 def _clear_gain(runs, scales, key, *, better=lambda new, base: min(new) > max(base), against_previous=False,
-                index=False, largest=False, last_if_never=False):
+                index=False, largest=False, last_if_never=False, either_way=False, skip_last=False):
     """The contract's answer, and (through the keywords) the answers of the classic mistakes."""
     values = [[run[key] for run in seeds] for seeds in runs]  # (scales, seeds)
-    hits = [i for i in range(1, len(scales))
-            if better(values[i], values[i - 1] if against_previous else values[0])]
+    base = lambda i: values[i - 1] if against_previous else values[0]  # noqa: E731
+    hits = [i for i in range(1, len(scales) - skip_last)
+            if better(values[i], base(i)) or either_way and max(values[i]) < min(base(i))]
     if not hits:
         return scales[-1] if last_if_never else None
     i = hits[-1] if largest else hits[0]
@@ -348,24 +349,30 @@ def _mean(values):
 
 _SCALES = [1.0, 2.0, 3.0, 5.0]
 _GAIN_CASES = [  # (what the case is about, runs, key)
-    ("clear at s = 2", _runs(seen=[[0.80, 0.85, 0.82], [0.90, 0.93, 0.91], [0.95] * 3, [0.96] * 3]), "seen"),
+    ("clear at s = 2", _runs(seen=[[0.80, 0.85, 0.82], [0.90, 0.93, 0.91], [0.95] * 3, [0.96] * 3]), "seen", _SCALES),
     ("the means mislead", _runs(seen=[[0.80, 0.85, 0.82], [0.95, 0.84, 0.86], [0.90, 0.88, 0.92], [0.95] * 3]),
-     "seen"),
-    ("a tie is not clear", _runs(seen=[[0.80, 0.85, 0.82], [0.85, 0.90, 0.88], [0.90] * 3, [0.95] * 3]), "seen"),
+     "seen", _SCALES),
+    ("a tie is not clear", _runs(seen=[[0.80, 0.85, 0.82], [0.85, 0.90, 0.88], [0.90] * 3, [0.95] * 3]), "seen", _SCALES),
     ("never clear", _runs(seen=[[0.80, 0.90, 0.85], [0.85, 0.95, 0.88], [0.88, 0.92, 0.86], [0.90, 0.89, 0.87]]),
-     "seen"),
+     "seen", _SCALES),
     ("small steps, a large sum", _runs(seen=[[0.70, 0.72, 0.71], [0.71, 0.80, 0.72], [0.74, 0.75, 0.76],
-                                             [0.85] * 3]), "seen"),
+                                             [0.85] * 3]), "seen", _SCALES),
     ("the first seed misleads", _runs(seen=[[0.70, 0.90, 0.85], [0.80, 0.95, 0.95], [0.95, 0.92, 0.93],
-                                            [0.96] * 3]), "seen"),
+                                            [0.96] * 3]), "seen", _SCALES),
     ("the worst seeds mislead", _runs(seen=[[0.60, 0.90, 0.85], [0.70, 0.88, 0.80], [0.95, 0.92, 0.93],
-                                            [0.96] * 3]), "seen"),
+                                            [0.96] * 3]), "seen", _SCALES),
     ("the best seeds mislead", _runs(seen=[[0.60, 0.90, 0.85], [0.50, 0.95, 0.80], [0.95, 0.92, 0.93],
-                                           [0.96] * 3]), "seen"),
+                                           [0.96] * 3]), "seen", _SCALES),
     ("key='diversity'", _runs(seen=[[0.80, 0.85, 0.82], [0.90, 0.93, 0.91], [0.95] * 3, [0.96] * 3],
                               diversity=[[0.75, 1.0, 0.75], [0.75, 0.875, 0.75], [0.75, 0.94, 0.875],
-                                         [0.875, 0.75, 0.75]]), "diversity"),
+                                         [0.875, 0.75, 0.75]]), "diversity", _SCALES),
+    ("only the last scale is clear", _runs(seen=[[0.80, 0.85, 0.82], [0.84, 0.90, 0.83], [0.86, 0.84, 0.88],
+                                                  [0.83, 0.86, 0.90], [0.90, 0.91, 0.92]]), "seen",
+     [1.0, 1.5, 2.0, 3.0, 7.5]),
+    ("a clear drop first", _runs(seen=[[0.80, 0.85, 0.82], [0.70, 0.75, 0.72], [0.86, 0.90, 0.88], [0.95] * 3]),
+     "seen", [1.0, 1.5, 3.0, 7.5]),
 ]
+
 _GAIN_MISTAKES = [  # (the mistake's answer on one case, the message)
     (lambda r, s, k: _clear_gain(r, s, k, index=True), "returns the position in `scales`, not the scale"),
     (lambda r, s, k: _clear_gain(r, s, k, better=lambda new, base: _mean(new) > _mean(base)),
@@ -386,27 +393,31 @@ _GAIN_MISTAKES = [  # (the mistake's answer on one case, the message)
     (lambda r, s, k: _clear_gain(r, s, k, largest=True), "returns the largest such scale: the smallest is the answer"),
     (lambda r, s, k: _clear_gain(r, s, k, last_if_never=True), "when no scale is clear, return None, not the last scale"),
     (lambda r, s, k: _clear_gain(r, s, "seen"), "always reads 'seen': read the measure named by `key`"),
+    (lambda r, s, k: _clear_gain(r, s, k, either_way=True),
+     "counts a clear drop as a gain: every seed must be above every seed at scales[0], not below"),
+    (lambda r, s, k: _clear_gain(r, s, k, skip_last=True), "never looks at the last scale: go through all of them"),
 ]
 
 
 def check_clear_gain(clear_gain) -> None:
     """Check ``clear_gain(runs, scales, key="seen")`` -> the smallest scale after ``scales[0]`` at which every seed's
-    ``key`` beats every seed's at ``scales[0]`` (the worst above the best), or None, on nine made-up records shaped
+    ``key`` beats every seed's at ``scales[0]`` (the worst above the best), or None, on eleven made-up records shaped
     like ``experiments/guidance.json``; a mistake is named only when it gives every answer the student gave."""
     import copy
 
     require_callable(clear_gain, "clear_gain")
     answers = []
-    for case, runs, key in _GAIN_CASES:
-        given, scales = copy.deepcopy(runs), list(_SCALES)
-        got = call(clear_gain, given, scales, key, what="your clear_gain", where=f"on the record '{case}'")
-        if given != runs or scales != _SCALES:
+    for n, (case, runs, key, original) in enumerate(_GAIN_CASES):
+        given, scales = copy.deepcopy(runs), list(original)
+        keys = () if n == 0 else (key,)  # the first record relies on the default, key="seen"
+        got = call(clear_gain, given, scales, *keys, what="your clear_gain", where=f"on the record '{case}'")
+        if given != runs or scales != original:
             raise CheckFailed("your clear_gain changed its input in place (the runs or the scales): read them, and "
                               "compute new lists")
         answer_or_none(got, "clear_gain")
         answers.append(got)
-    explain_answers(answers, [_clear_gain(r, _SCALES, k) for _, r, k in _GAIN_CASES], [c for c, *_ in _GAIN_CASES],
-                    [([mistake(r, list(_SCALES), k) for _, r, k in _GAIN_CASES], message)
+    explain_answers(answers, [_clear_gain(r, sc, k) for _, r, k, sc in _GAIN_CASES], [c for c, *_ in _GAIN_CASES],
+                    [([mistake(r, list(sc), k) for _, r, k, sc in _GAIN_CASES], message)
                      for mistake, message in _GAIN_MISTAKES],
                     "the smallest scale after scales[0] whose worst seed is strictly above the best seed at scales[0] "
                     "(None if none)")
