@@ -23,7 +23,8 @@ from collections.abc import Callable
 import torch
 
 __all__ = ["CheckFailed", "passed", "fmt_shape", "call", "close", "first_match", "randn", "keep_rng",
-           "require_callable", "unchanged", "require_tensor", "same_answer", "answer_or_none", "explain_answers",
+           "require_callable", "unchanged", "require_tensor", "same_answer", "answer_or_none", "explain_answers", "mean",
+           "first_choice",
            "NO_GRAD", "NOT_TENSOR"]
 
 NO_GRAD = "no gradient flows back to {name}: keep every step in torch (no .detach(), .item(), .data or NumPy)"
@@ -101,6 +102,21 @@ def answer_or_none(got, name: str) -> None:
     if got is not None and (isinstance(got, (bool, str)) or not hasattr(got, "__float__")):
         raise CheckFailed(f"{name} should return a number from the choices it was given, or None, got "
                           f"{type(got).__name__}: return the value itself")
+
+
+def mean(values) -> float:
+    """The mean of a list of numbers, summed in order (as a student's ``sum(v) / len(v)`` is)."""
+    return sum(values) / len(values)
+
+
+def first_choice(hits, choices, *, largest: bool = False, index: bool = False, last_if_never: bool = False):
+    """The answer to "the first of ``choices`` that qualifies" from the positions that do (``hits``, increasing): that
+    choice, or None when none does; the keywords give the answers of three classic slips (the last that qualifies,
+    its position, the last choice when none does)."""
+    if not hits:
+        return choices[-1] if last_if_never else None
+    i = hits[-1] if largest else hits[0]
+    return i if index else choices[i]
 
 
 def explain_answers(answers, wants, cases, mistakes, fallback: str) -> None:

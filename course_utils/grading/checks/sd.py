@@ -27,9 +27,11 @@ from course_utils.grading.checks import (
     call,
     close,
     explain_answers,
+    first_choice,
     first_match,
     fmt_shape,
     keep_rng,
+    mean,
     passed,
     randn,
     require_callable,
@@ -323,16 +325,14 @@ def check_denoising_training(denoising_loss, parts, steps: int = 40):
 # ------------------------------------------------------------------ clear_gain: an experiment on guidance
 
 def _clear_gain(runs, scales, key, *, better=lambda new, base: min(new) > max(base), against_previous=False,
-                index=False, largest=False, last_if_never=False, either_way=False, skip_last=False):
-    """The contract's answer, and (through the keywords) the answers of the classic mistakes."""
+                either_way=False, skip_last=False, **slips):
+    """The contract's answer, and (through the keywords, ``slips`` those of ``first_choice``) the answers of the
+    classic mistakes."""
     values = [[run[key] for run in seeds] for seeds in runs]  # (scales, seeds)
     base = lambda i: values[i - 1] if against_previous else values[0]  # noqa: E731
     hits = [i for i in range(1, len(scales) - skip_last)
             if better(values[i], base(i)) or either_way and max(values[i]) < min(base(i))]
-    if not hits:
-        return scales[-1] if last_if_never else None
-    i = hits[-1] if largest else hits[0]
-    return i if index else scales[i]
+    return first_choice(hits, scales, **slips)
 
 
 def _runs(**by_key):
@@ -341,10 +341,6 @@ def _runs(**by_key):
     grid = list(by_key.values())
     return [[{key: grid[k][i][j] for k, key in enumerate(keys)} for j in range(len(grid[0][i]))]
             for i in range(len(grid[0]))]
-
-
-def _mean(values):
-    return sum(values) / len(values)
 
 
 _SCALES = [1.0, 2.0, 3.0, 5.0]
@@ -375,7 +371,7 @@ _GAIN_CASES = [  # (what the case is about, runs, key)
 
 _GAIN_MISTAKES = [  # (the mistake's answer on one case, the message)
     (lambda r, s, k: _clear_gain(r, s, k, index=True), "returns the position in `scales`, not the scale"),
-    (lambda r, s, k: _clear_gain(r, s, k, better=lambda new, base: _mean(new) > _mean(base)),
+    (lambda r, s, k: _clear_gain(r, s, k, better=lambda new, base: mean(new) > mean(base)),
      "compares the means: a higher mean can come from one lucky seed; ask that the worst seed at the scale beats "
      "the best seed at scales[0]"),
     (lambda r, s, k: _clear_gain(r, s, k, better=lambda new, base: min(new) > min(base)),

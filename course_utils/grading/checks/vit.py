@@ -12,6 +12,8 @@ The contracts (Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021, e
 """
 from __future__ import annotations
 
+import statistics
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -23,8 +25,10 @@ from course_utils.grading.checks import (
     call,
     close,
     explain_answers,
+    first_choice,
     fmt_shape,
     keep_rng,
+    mean,
     passed,
     require_callable,
     require_tensor,
@@ -358,29 +362,17 @@ class _watch_gradients:
 
 # ------------------------------------------------------------------ data_to_catch_up: an experiment on data size
 
-def _mean(seeds) -> float:
-    return sum(seeds) / len(seeds)
-
-
-def _median(seeds) -> float:
-    ordered = sorted(seeds)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
-def _catch_up(accuracy, fractions, within, model, *, cnn_seeds=_mean, model_seeds=_mean, absolute=False,
-              inclusive=True, last_if_never=False, index=False, largest=False):
-    """The contract's answer, and (through the keywords) the answers of the classic mistakes."""
+def _catch_up(accuracy, fractions, within, model, *, cnn_seeds=mean, model_seeds=mean, absolute=False,
+              inclusive=True, **slips):
+    """The contract's answer, and (through the keywords, ``slips`` those of ``first_choice``) the answers of the
+    classic mistakes."""
     hits = []
     for i, (cnn, other) in enumerate(zip(accuracy["CNN"], accuracy[model])):
         gap = cnn_seeds(cnn) - model_seeds(other)
         gap = abs(gap) if absolute else gap
         if gap <= within if inclusive else gap < within:
             hits.append(i)
-    if not hits:
-        return fractions[-1] if last_if_never else None
-    i = hits[-1] if largest else hits[0]
-    return i if index else fractions[i]
+    return first_choice(hits, fractions, **slips)
 
 
 _FRACTIONS = [0.05, 0.1, 0.25, 1.0]
@@ -424,7 +416,7 @@ _CATCH_UP_MISTAKES = [  # (the mistake's answer on one case, the message)
      "uses each model's best seed: average over the seeds, then compare the means"),
     (lambda a, f, w, m: _catch_up(a, f, w, m, cnn_seeds=_worst, model_seeds=_worst),
      "uses each model's worst seed: average over the seeds, then compare the means"),
-    (lambda a, f, w, m: _catch_up(a, f, w, m, cnn_seeds=_median, model_seeds=_median),
+    (lambda a, f, w, m: _catch_up(a, f, w, m, cnn_seeds=statistics.median, model_seeds=statistics.median),
      "takes the median over the seeds: the contract asks for the mean (one skewed seed moves a mean, not a median)"),
     (lambda a, f, w, m: _catch_up(a, f, w, m, cnn_seeds=_first),
      "averages the model over its seeds but takes one seed of the CNN: average both"),
