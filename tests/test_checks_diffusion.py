@@ -261,3 +261,171 @@ def test_ddim_step_correct_styles_pass(style):
 ])
 def test_ddim_step_mistakes_are_named(mistake, words):
     fails(check_ddim_step, ddim_answer(mistake=mistake), words)
+
+
+# ----------------------------------------------------------------------------- fewest_ddim_steps (an experiment)
+
+def fewest_loop(ddpm, ddim, steps, within=0.15):
+    for S, row in zip(steps, ddim):
+        ok = True
+        for j in range(len(ddpm)):
+            if ddpm[j] - row[j] > within:
+                ok = False
+        if ok:
+            return S
+    return None
+
+
+def fewest_all(ddpm, ddim, steps, within=0.15):
+    return next((S for S, row in zip(steps, ddim) if all(p - d <= within for p, d in zip(ddpm, row))), None)
+
+
+def fewest_numpy(ddpm, ddim, steps, within=0.15):
+    import numpy as np
+
+    loss = np.asarray(ddpm)[None, :] - np.asarray(ddim)  # (steps, models)
+    hits = np.flatnonzero((loss <= within).all(axis=1))
+    return steps[hits[0]] if len(hits) else None
+
+
+def fewest_torch(ddpm, ddim, steps, within=0.15):
+    worst = (torch.tensor(ddpm, dtype=torch.float64) - torch.tensor(ddim, dtype=torch.float64)).max(dim=1).values
+    hits = (worst <= within).nonzero()
+    return steps[int(hits[0])] if len(hits) else None
+
+
+def test_every_correct_fewest_ddim_steps_prints_the_same():
+    outputs = {run(C.check_fewest_ddim_steps, fn) for fn in (fewest_loop, fewest_all, fewest_numpy, fewest_torch)}
+    assert len(outputs) == 1, outputs
+    assert outputs.pop().startswith("✓ the fewest DDIM steps at which every model is within")
+
+
+def _average(values):
+    return sum(values) / len(values)
+
+
+def _first_hit(steps, ddim, ok):
+    return next((S for S, row in zip(steps, ddim) if ok(row)), None)
+
+
+def fewest_means(ddpm, ddim, steps, within=0.15):
+    return _first_hit(steps, ddim, lambda row: _average(ddpm) - _average(row) <= within)
+
+
+def fewest_best_ddpm(ddpm, ddim, steps, within=0.15):
+    return _first_hit(steps, ddim, lambda row: max(ddpm) - min(row) <= within)
+
+
+def fewest_mean_ddpm(ddpm, ddim, steps, within=0.15):
+    return _first_hit(steps, ddim, lambda row: all(_average(ddpm) - d <= within for d in row))
+
+
+def fewest_first_model(ddpm, ddim, steps, within=0.15):
+    return _first_hit(steps, ddim, lambda row: ddpm[0] - row[0] <= within)
+
+
+def fewest_sorted_pairs(ddpm, ddim, steps, within=0.15):
+    return _first_hit(steps, ddim, lambda row: all(p - d <= within for p, d in zip(sorted(ddpm), sorted(row))))
+
+
+def fewest_any(ddpm, ddim, steps, within=0.15):
+    return _first_hit(steps, ddim, lambda row: any(p - d <= within for p, d in zip(ddpm, row)))
+
+
+def fewest_abs(ddpm, ddim, steps, within=0.15):
+    return _first_hit(steps, ddim, lambda row: all(abs(p - d) <= within for p, d in zip(ddpm, row)))
+
+
+def fewest_flipped(ddpm, ddim, steps, within=0.15):
+    return _first_hit(steps, ddim, lambda row: all(d - p <= within for p, d in zip(ddpm, row)))
+
+
+def fewest_strict(ddpm, ddim, steps, within=0.15):
+    return _first_hit(steps, ddim, lambda row: all(p - d < within for p, d in zip(ddpm, row)))
+
+
+def fewest_index(ddpm, ddim, steps, within=0.15):
+    answer = fewest_all(ddpm, ddim, steps, within)
+    return None if answer is None else steps.index(answer)
+
+
+def fewest_largest(ddpm, ddim, steps, within=0.15):
+    hits = [S for S, row in zip(steps, ddim) if all(p - d <= within for p, d in zip(ddpm, row))]
+    return hits[-1] if hits else None
+
+
+def fewest_last_if_never(ddpm, ddim, steps, within=0.15):
+    return fewest_all(ddpm, ddim, steps, within) or steps[-1]
+
+
+def fewest_fixed_threshold(ddpm, ddim, steps, within=0.15):
+    return fewest_all(ddpm, ddim, steps, 0.15)
+
+
+def fewest_skips_the_last(ddpm, ddim, steps, within=0.15):
+    return fewest_all(ddpm, ddim[:-1], steps[:-1], within)
+
+
+def fewest_sorts_in_place(ddpm, ddim, steps, within=0.15):
+    ddpm.sort()
+    for row in ddim:
+        row.sort()
+    return fewest_all(ddpm, ddim, steps, within)
+
+
+def fewest_returns_a_bool(ddpm, ddim, steps, within=0.15):
+    return fewest_all(ddpm, ddim, steps, within) is not None
+
+
+def fewest_wrong_default(ddpm, ddim, steps, within=0.10):
+    return fewest_all(ddpm, ddim, steps, within)
+
+
+def fewest_next_step_count(ddpm, ddim, steps, within=0.15):
+    hit = fewest_all(ddpm, ddim, steps, within)
+    return None if hit is None else steps[min(steps.index(hit) + 1, len(steps) - 1)]
+
+
+@pytest.mark.parametrize("fn, message", [
+    (fewest_means, "compares the means over the models"),
+    (fewest_best_ddpm, "with the best model's DDPM"),
+    (fewest_mean_ddpm, "with the mean DDPM"),
+    (fewest_first_model, "looks at the first model only"),
+    (fewest_sorted_pairs, "pairs the models after sorting their shares"),
+    (fewest_any, "asks it of some model"),
+    (fewest_abs, "counts DDIM ahead of DDPM as a loss"),
+    (fewest_flipped, "the wrong way round"),
+    (fewest_strict, "use <=, not <"),
+    (fewest_index, "not the step count"),
+    (fewest_largest, "the fewest is the answer"),
+    (fewest_last_if_never, "return None, not the last step count"),
+    (fewest_fixed_threshold, "uses a fixed 0.15"),
+    (fewest_skips_the_last, "never looks at the last step count"),
+    (fewest_sorts_in_place, "changed its input in place"),
+    (fewest_returns_a_bool, "got bool"),
+    (fewest_wrong_default, "expected 25: the first step count"),
+    (fewest_next_step_count, "expected 25: the first step count"),
+], ids=lambda x: getattr(x, "__name__", ""))
+def test_fewest_ddim_steps_mistakes_are_named(fn, message):
+    fails(C.check_fewest_ddim_steps, fn, message)
+
+
+def test_every_fewest_ddim_steps_mistake_gives_a_wrong_answer_of_its_own():
+    """Each mistake is wrong on some record, and no two mistakes give the same answers (else one hides the other)."""
+    right = [C._fewest(p, d, s, w) for _, p, d, s, w in C._FEWEST_CASES]
+    answers = [tuple(mistake(p, d, list(s), w) for _, p, d, s, w in C._FEWEST_CASES) for mistake, _ in C._FEWEST_MISTAKES]
+    assert all(a != tuple(right) for a in answers)
+    assert len(set(answers)) == len(answers)
+
+
+def test_fewest_ddim_steps_on_the_recorded_samplers():
+    """What the exercise finds on the course's record: pairs say 25 steps, the means alone would say 10."""
+    from course_utils.weights.experiments import experiment_record
+
+    runs = experiment_record("samplers")["runs"]
+    steps = [10, 25, 50]
+    ddpm = [run["DDPM, 1000 steps"]["confident"] for run in runs]
+    ddim = [[run[f"DDIM, {S} steps"]["confident"] for run in runs] for S in steps]
+    assert fewest_all(ddpm, ddim, steps, 0.15) == fewest_numpy(ddpm, ddim, steps, 0.15) == 25
+    assert fewest_means(ddpm, ddim, steps, 0.15) == 10
+    assert fewest_all(ddpm, ddim, steps, 0.20) == 10 and fewest_all(ddpm, ddim, steps, 0.08) is None

@@ -4,6 +4,8 @@
     check_q_sample(q_sample)
     check_ddpm_step(ddpm_step)
     check_classifier_free_guidance(classifier_free_guidance)
+    check_ddim_step(ddim_step)
+    check_fewest_ddim_steps(fewest_ddim_steps)
 
 The contract of the student's code (steps counted from 0, as in diffusers: ``betas[t]`` is the
 paper's beta_{t+1}):
@@ -16,6 +18,10 @@ paper's beta_{t+1}):
     abar_t = prod_{s<=t} alpha_s, sigma_t = sqrt(beta_t), and no noise at t = 0.
 (c) ``classifier_free_guidance(eps_uncond, eps_cond, guidance_scale)``:
     eps_uncond + guidance_scale (eps_cond - eps_uncond).
+(d) ``ddim_step(x_t, t, t_prev, eps, alphas_cumprod)``: Song et al.'s eq. 12 with eta = 0; t_prev = -1 gives x0_hat.
+(e) ``fewest_ddim_steps(ddpm, ddim, steps, within=0.15)``, an experiment read from a record: ddpm[j] is trained model
+    j's share of confident DDPM samples, ddim[i][j] its share with DDIM in steps[i] steps; returns the first steps[i] at
+    which every model's DDIM loses at most ``within`` against its own DDPM (ddpm[j] - ddim[i][j] <= within), or None.
 
 Any correct implementation passes (gather or indexing, ``view`` or ``[:, None, None, None]``, ``torch.where`` or
 ``if`` for t = 0); the mistakes recognised are the message constants below.
@@ -26,11 +32,15 @@ import torch
 
 from course_utils.grading.checks import (
     CheckFailed,
+    answer_or_none,
     call,
     close,
+    explain_answers,
+    first_choice,
     first_match,
     fmt_shape,
     keep_rng,
+    mean,
     passed,
     randn,
     require_callable,
@@ -42,7 +52,8 @@ from course_utils.models.diffusion import classifier_free_guidance as _cfg
 from course_utils.models.diffusion import ddpm_step as _step
 from course_utils.models.diffusion import q_sample as _q_sample
 
-__all__ = ["check_q_sample", "check_ddpm_step", "check_classifier_free_guidance", "check_ddim_step"]
+__all__ = ["check_q_sample", "check_ddpm_step", "check_classifier_free_guidance", "check_ddim_step",
+           "check_fewest_ddim_steps"]
 
 # Shape legend: B batch, C channels, H height, W width, T diffusion steps.
 
@@ -323,3 +334,104 @@ def check_ddim_step(ddim_step) -> None:
                                   f"t_prev = {t_prev}")
             passed(f"{what}: t = {t} -> t_prev = {t_prev}")
     passed("leaves x_t, eps and alphas_cumprod unchanged")
+
+
+# ------------------------------------------------------------------ fewest_ddim_steps: an experiment on samplers
+
+def _own_ddpm(ddpm, row):
+    """Each trained model's loss against its own DDPM: ddpm[j] - ddim[i][j]."""
+    return [base - new for base, new in zip(ddpm, row)]
+
+
+def _fewest(ddpm, ddim, steps, within=0.15, *, losses=_own_ddpm, every=all, inclusive=True, skip_last=False,
+            **slips):
+    """The contract's answer, and (through the keywords, ``slips`` those of ``first_choice``) the answers of the
+    classic mistakes."""
+    hits = [i for i, row in enumerate(ddim[:len(ddim) - skip_last])
+            if every(loss <= within if inclusive else loss < within for loss in losses(ddpm, row))]
+    return first_choice(hits, steps, **slips)
+
+
+_STEPS = [10, 25, 50]
+_FEWEST_CASES = [  # (what the case is about, ddpm (models,), ddim (steps, models), steps, within)
+    ("every model within at 25, the means at 10", [0.75, 0.86, 0.70],
+     [[0.70, 0.66, 0.61], [0.69, 0.74, 0.66], [0.72, 0.77, 0.68]], _STEPS, 0.15),
+    ("DDIM ahead on one model", [0.60, 0.80, 0.78], [[0.70, 0.77, 0.74], [0.72, 0.79, 0.77], [0.74, 0.80, 0.78]],
+     _STEPS, 0.05),
+    ("a loss of exactly `within`", [0.75, 0.875, 0.625], [[0.5, 0.625, 0.375], [0.625, 0.75, 0.5], [0.75, 0.875, 0.625]],
+     _STEPS, 0.25),
+    ("never within", [0.80, 0.85, 0.75], [[0.50, 0.55, 0.45], [0.60, 0.66, 0.50], [0.62, 0.68, 0.55]], _STEPS, 0.15),
+    ("the best models are not the same", [0.90, 0.70, 0.80], [[0.70, 0.68, 0.85], [0.82, 0.66, 0.78],
+                                                              [0.86, 0.69, 0.79]], _STEPS, 0.13),
+    ("one model within, the others not", [0.80, 0.80, 0.80], [[0.75, 0.50, 0.55], [0.78, 0.72, 0.58],
+                                                              [0.79, 0.77, 0.76]], _STEPS, 0.10),
+    ("the first model misleads", [0.70, 0.90, 0.85], [[0.68, 0.60, 0.62], [0.69, 0.74, 0.76], [0.70, 0.86, 0.83]],
+     _STEPS, 0.08),
+    ("within at 10, not at 25", [0.80, 0.82, 0.78], [[0.77, 0.79, 0.75], [0.70, 0.72, 0.60], [0.79, 0.81, 0.77]],
+     _STEPS, 0.06),
+    ("four models, five step counts", [0.70, 0.80, 0.75, 0.85],
+     [[0.30, 0.40, 0.35, 0.45], [0.50, 0.60, 0.55, 0.62], [0.60, 0.66, 0.62, 0.71], [0.66, 0.73, 0.71, 0.78],
+      [0.69, 0.79, 0.74, 0.84]], [5, 10, 20, 50, 100], 0.03),
+    ("within only at the last", [0.80, 0.70, 0.90], [[0.50, 0.45, 0.60], [0.60, 0.50, 0.70], [0.78, 0.66, 0.89]],
+     _STEPS, 0.05),
+]
+_FEWEST_MISTAKES = [  # (the mistake's answer on one case, the message)
+    (lambda p, d, s, w: _fewest(p, d, s, w, index=True),
+     "returns the position in `steps`, not the step count: return steps[i]"),
+    (lambda p, d, s, w: _fewest(p, d, s, w, losses=lambda base, row: [mean(base) - mean(row)]),
+     "compares the means over the models: a mean hides the one model that loses most; compare each model's DDIM "
+     "with its own DDPM, ddpm[j] - ddim[i][j], and ask it of every model"),
+    (lambda p, d, s, w: _fewest(p, d, s, w, losses=lambda base, row: [max(base) - new for new in row]),
+     "compares every model's DDIM with the best model's DDPM: compare each with its own DDPM, ddpm[j] with "
+     "ddim[i][j]"),
+    (lambda p, d, s, w: _fewest(p, d, s, w, losses=lambda base, row: [mean(base) - new for new in row]),
+     "compares every model's DDIM with the mean DDPM: compare each with its own DDPM, ddpm[j] with ddim[i][j]"),
+    (lambda p, d, s, w: _fewest(p, d, s, w, losses=lambda base, row: [base[0] - row[0]]),
+     "looks at the first model only: every model must lose at most `within`"),
+    (lambda p, d, s, w: _fewest(p, d, s, w, losses=lambda base, row: _own_ddpm(sorted(base), sorted(row))),
+     "pairs the models after sorting their shares: the model with the best DDPM need not have the best DDIM; pair "
+     "them by position, ddpm[j] with ddim[i][j]"),
+    (lambda p, d, s, w: _fewest(p, d, s, w, every=any),
+     "asks it of some model: every model must lose at most `within` (all, not any)"),
+    (lambda p, d, s, w: _fewest(p, d, s, w, losses=lambda base, row: [abs(b - n) for b, n in zip(base, row)]),
+     "counts DDIM ahead of DDPM as a loss: the loss is ddpm[j] - ddim[i][j], not its absolute value (a model whose "
+     "DDIM does better is within)"),
+    (lambda p, d, s, w: _fewest(p, d, s, w, losses=lambda base, row: _own_ddpm(row, base)),
+     "takes the difference the wrong way round: DDIM's loss is ddpm[j] - ddim[i][j]"),
+    (lambda p, d, s, w: _fewest(p, d, s, w, inclusive=False),
+     "a loss of exactly `within` counts as within: use <=, not <"),
+    (lambda p, d, s, w: _fewest(p, d, s, w, largest=True),
+     "returns the largest such step count: the fewest is the answer, the first one going up"),
+    (lambda p, d, s, w: _fewest(p, d, s, w, last_if_never=True),
+     "when no step count is within, return None, not the last step count"),
+    (lambda p, d, s, w: _fewest(p, d, s), "uses a fixed 0.15: use the `within` you are given"),
+    (lambda p, d, s, w: _fewest(p, d, s, w, skip_last=True),
+     "never looks at the last step count: go through all of them"),
+]
+
+
+def check_fewest_ddim_steps(fewest_ddim_steps) -> None:
+    """Check ``fewest_ddim_steps(ddpm, ddim, steps, within=0.15)`` -> the first ``steps[i]`` at which every trained
+    model's DDIM share loses at most ``within`` against the same model's DDPM share, or None, on ten made-up records;
+    a mistake is named only when it gives every answer the student gave."""
+    import copy
+
+    require_callable(fewest_ddim_steps, "fewest_ddim_steps")
+    answers = []
+    for n, (case, ddpm, ddim, steps, within) in enumerate(_FEWEST_CASES):
+        given = copy.deepcopy([ddpm, ddim, steps])
+        margin = () if n == 0 else (within,)  # the first record relies on the default, within=0.15
+        got = call(fewest_ddim_steps, *given, *margin, what="your fewest_ddim_steps", where=f"on the record '{case}'")
+        if given != [ddpm, ddim, steps]:
+            raise CheckFailed("your fewest_ddim_steps changed its input in place (ddpm, ddim or steps): read them, and "
+                              "compute new lists or arrays")
+        answer_or_none(got, "fewest_ddim_steps")
+        answers.append(got)
+    explain_answers(answers, [_fewest(p, d, s, w) for _, p, d, s, w in _FEWEST_CASES],
+                    [case for case, *_ in _FEWEST_CASES],
+                    [([mistake(p, d, list(s), w) for _, p, d, s, w in _FEWEST_CASES], message)
+                     for mistake, message in _FEWEST_MISTAKES],
+                    "the first step count at which every model's DDIM loses at most `within` against its own DDPM, "
+                    "ddpm[j] - ddim[i][j] <= within for every j (None if none)")
+    passed(f"the fewest DDIM steps at which every model is within `within` of its own DDPM, on {len(_FEWEST_CASES)} "
+           "made-up records (DDIM ahead is within, a loss of exactly `within` counts, None when never)")
