@@ -10,7 +10,13 @@ from check_helpers import fails, run
 from einops import einsum, rearrange
 from torch import nn
 
-from course_utils.grading.checks.attention import check_multi_head_attention, check_scaled_dot_product_attention
+from course_utils.grading.checks import attention as attention_checks
+from course_utils.grading.checks.attention import (
+    check_first_below,
+    check_multi_head_attention,
+    check_scaled_dot_product_attention,
+    check_top_weight,
+)
 from course_utils.models.attention import MultiHeadAttention as ReferenceMHA
 
 # ------------------------------------------------------------- scaled dot-product attention, right
@@ -366,3 +372,254 @@ def test_the_planted_mistakes_are_told_apart():
     for i, (message_i, out_i) in enumerate(outputs):
         for message_j, out_j in outputs[i + 1:]:
             assert message_i == message_j or not close(out_i, out_j), (message_i, message_j)
+
+
+# ------------------------------------------------------------------- top_weight (an experiment), right
+
+def top_loop(lengths, d_k=64, n=512, seeds=(0, 1, 2)):
+    """A loop with matmul; a fresh generator for every length, so every length starts from the same draws."""
+    table = torch.empty(len(seeds), len(lengths))
+    for i, seed in enumerate(seeds):
+        for j, L in enumerate(lengths):
+            g = torch.Generator().manual_seed(seed)
+            q, k = torch.randn(n, d_k, generator=g), torch.randn(L, d_k, generator=g)
+            table[i, j] = torch.softmax(q @ k.T / math.sqrt(d_k), dim=-1).max(dim=-1).values.mean()
+    return table
+
+
+def top_einsum(lengths, d_k=64, n=512, seeds=(0, 1, 2)):
+    """Keys first, all lengths' keys as prefixes of one draw, einsum; returns a list of lists."""
+    rows = []
+    for seed in seeds:
+        g = torch.Generator().manual_seed(seed)
+        keys = torch.randn(max(lengths), d_k, generator=g)
+        q = torch.randn(n, d_k, generator=g)
+        scores = einsum(q, keys, "n d, l d -> n l") * d_k ** -0.5
+        rows.append([scores[:, :L].softmax(-1).amax(-1).mean().item() for L in lengths])
+    return rows
+
+
+def top_torch_sdpa(lengths, d_k=64, n=512, seeds=(0, 1, 2)):
+    """PyTorch's own attention, with the identity as values: its output is the weights."""
+    table = []
+    for seed in seeds:
+        g = torch.Generator().manual_seed(seed)
+        row = []
+        for L in lengths:
+            q, k = torch.randn(1, n, d_k, generator=g), torch.randn(1, L, d_k, generator=g)
+            weights = F.scaled_dot_product_attention(q, k, torch.eye(L).unsqueeze(0))[0]  # (n, L)
+            row.append(weights.max(dim=1).values.mean())
+        table.append(torch.stack(row))
+    return torch.stack(table)
+
+
+def top_numpy(lengths, d_k=64, n=512, seeds=(0, 1, 2)):
+    """Torch draws, NumPy float64 arithmetic, a NumPy array back."""
+    import numpy as np
+
+    out = np.zeros((len(seeds), len(lengths)))
+    for i, seed in enumerate(seeds):
+        g = torch.Generator().manual_seed(seed)
+        for j, L in enumerate(lengths):
+            q = torch.randn(n, d_k, generator=g).numpy().astype(np.float64)
+            k = torch.randn(L, d_k, generator=g).numpy().astype(np.float64)
+            s = q @ k.T / np.sqrt(d_k)
+            e = np.exp(s - s.max(axis=1, keepdims=True))
+            out[i, j] = (e / e.sum(axis=1, keepdims=True)).max(axis=1).mean()
+    return out
+
+
+RIGHT_TOP = [top_loop, top_einsum, top_torch_sdpa, top_numpy]
+
+
+def test_every_right_top_weight_prints_the_same():
+    printed = [run(check_top_weight, fn) for fn in RIGHT_TOP]
+    assert all(p == printed[0] for p in printed), printed
+    assert printed[0].startswith("✓ one row per seed and one column per length: (3, 4)")
+    assert printed[0].count("✓") == 4
+    assert not re.search(r"\d\.\d", printed[0])  # no raw floats
+
+
+def test_the_new_checks_leave_the_global_rng_alone():
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    run(check_top_weight, top_loop)
+    run(check_first_below, below_loop)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+# ------------------------------------------------------------------- top_weight, wrong
+
+def _top_planted(divisor=lambda d_k, L: math.sqrt(d_k), softmax_dim=-1, largest="keys", draw=torch.randn,
+                 seed_of=lambda seed: seed, shared=False, global_rng=False):
+    """A loop like top_loop with one mistake planted by the keywords."""
+    def fn(lengths, d_k=64, n=512, seeds=(0, 1, 2)):
+        one = torch.Generator().manual_seed(seeds[0])
+        rows = []
+        for seed in seeds:
+            g = one if shared else torch.Generator().manual_seed(seed_of(seed))
+            if global_rng:
+                torch.manual_seed(seed)
+            kw = {} if global_rng else {"generator": g}
+            row = []
+            for L in lengths:
+                q, k = draw(n, d_k, **kw), draw(L, d_k, **kw)
+                s = q @ k.T / divisor(d_k, L)
+                w = s if softmax_dim is None else s.softmax(softmax_dim)
+                row.append({"keys": w.amax(-1).mean(), "queries": w.amax(0).mean(), "mean": w.mean(),
+                            "all": w.max()}[largest])
+            rows.append(torch.stack(row))
+        return torch.stack(rows)
+    return fn
+
+
+def _top_sorts_lengths(lengths, d_k=64, n=512, seeds=(0, 1, 2)):
+    lengths.sort(reverse=True)
+    return top_loop(lengths[::-1], d_k, n, seeds)
+
+
+def _top_unseeded(lengths, d_k=64, n=512, seeds=(0, 1, 2)):
+    rows = []
+    for _ in seeds:
+        g = torch.Generator()
+        g.seed()  # a fresh random seed on every call
+        rows.append([torch.softmax(torch.randn(n, d_k, generator=g) @ torch.randn(L, d_k, generator=g).T / d_k ** 0.5,
+                                   -1).amax(-1).mean() for L in lengths])
+    return torch.tensor(rows)
+
+
+def _top_stub(lengths, d_k=64, n=512, seeds=(0, 1, 2)):
+    raise NotImplementedError()
+
+
+TOP_BUGS = {
+    "no scale": (_top_planted(divisor=lambda d_k, L: 1.0), "those of this mistake: scores are not divided by sqrt(d_k)"),
+    "divided by d_k": (_top_planted(divisor=lambda d_k, L: d_k), "scores are divided by d_k instead of sqrt(d_k)"),
+    "divided by sqrt(L)": (_top_planted(divisor=lambda d_k, L: math.sqrt(L)), "divided by sqrt(L), the number of keys"),
+    "sqrt(64) whatever d_k": (_top_planted(divisor=lambda d_k, L: 8.0), "ignores the d_k it is given"),
+    "softmax over the queries": (_top_planted(softmax_dim=0), "the softmax is taken over the queries"),
+    "largest over the queries": (_top_planted(largest="queries"), "takes each key's largest weight over the queries"),
+    "one largest of all": (_top_planted(largest="all"), "takes the one largest weight of all queries and keys"),
+    "mean, not largest": (_top_planted(largest="mean"), "averages each query's weights (always 1/L)"),
+    "no softmax": (_top_planted(softmax_dim=None), "takes the largest score, not the largest weight"),
+    "uniform draws": (_top_planted(draw=torch.rand), "draws uniform numbers in [0, 1) (torch.rand)"),
+    "one seed for all": (_top_planted(seed_of=lambda seed: 0), "every seed gives the same numbers"),
+    "one generator for all seeds": (_top_planted(shared=True), "make a new generator for every seed"),
+    "torch.manual_seed": (_top_planted(global_rng=True), "changes torch's global random state"),
+    "unseeded generator": (_top_unseeded, "a second call gives other numbers"),
+    "transposed": (lambda *a, **kw: top_loop(*a, **kw).T, "one row per length and one column per seed"),
+    "mean over the seeds": (lambda *a, **kw: top_loop(*a, **kw).mean(0), "returns one value per length"),
+    "sorts lengths in place": (_top_sorts_lengths, "changed its input `lengths` in place"),
+    "returns text": (lambda *a, **kw: "0.1", "expected a tensor of shape (len(seeds), len(lengths)), got str"),
+    "stub": (_top_stub, "your top_weight is not implemented yet"),
+}
+
+
+@pytest.mark.parametrize("bug", TOP_BUGS)
+def test_top_weight_bug_is_named(bug):
+    fn, *fragments = TOP_BUGS[bug]
+    fails(check_top_weight, fn, *fragments)
+
+
+def test_an_unknown_top_weight_mistake_says_what_is_expected():
+    wrong = _top_planted(divisor=lambda d_k, L: math.sqrt(d_k) / 2)  # scores twice too large: no named mistake
+    fails(check_top_weight, wrong, "with 4 keys and d_k = 64, the mean over the seeds", "expected about")
+
+
+def test_the_tolerance_is_many_times_the_sampling_noise():
+    """One seed's value, at the check's noisiest point, spreads by a standard deviation that the tolerance holds more
+    than eight times over for the mean of three seeds; and every named mistake lies twice the tolerance away."""
+    seeds = list(range(100, 160))
+    for lengths, keywords in attention_checks._TOP_CALLS:
+        d_k = keywords.get("d_k", 64)
+        values = torch.as_tensor(top_loop(lengths, d_k=d_k, seeds=seeds), dtype=torch.float64)  # (60, lengths)
+        relative_sd = values.std(dim=0) / values.mean(dim=0)
+        assert (8 * relative_sd / math.sqrt(3) < attention_checks.TOP_NOISE).all(), relative_sd
+        expected = torch.tensor([attention_checks._top_expected(L, d_k)[0] for L in lengths], dtype=torch.float64)
+        assert ((values.mean(dim=0) / expected - 1).abs() < attention_checks.TOP_NOISE / 4).all()
+    points = [(L, kw.get("d_k", 64)) for lengths, kw in attention_checks._TOP_CALLS for L in lengths]
+    for i, (_, message) in enumerate(attention_checks.TOP_MISTAKES):
+        off = max(abs(attention_checks._top_expected(*p)[i + 1] / attention_checks._top_expected(*p)[0] - 1)
+                  for p in points)
+        assert off > 2 * attention_checks.TOP_NOISE, message
+
+
+# ------------------------------------------------------------------- first_below, right and wrong
+
+def below_loop(tops, lengths, share):
+    for L, column in zip(lengths, tops.T):
+        if column.mean() < share:
+            return L
+    return None
+
+
+def below_numpy(tops, lengths, share):
+    import numpy as np
+
+    hits = np.flatnonzero(np.asarray(tops).mean(axis=0) < share)
+    return int(lengths[hits[0]]) if len(hits) else None
+
+
+def below_lists(tops, lengths, share):
+    rows = tops.tolist()
+    means = [sum(row[j] for row in rows) / len(rows) for j in range(len(lengths))]
+    return next((L for L, m in zip(lengths, means) if m < share), None)
+
+
+def test_every_right_first_below_prints_the_same():
+    printed = [run(check_first_below, fn) for fn in (below_loop, below_numpy, below_lists)]
+    assert all(p == printed[0] for p in printed)
+    assert printed[0].startswith("✓ the first length whose mean over the seeds is below the share")
+
+
+def _below_by(over=lambda t: t.mean(0), hit=lambda m, share: m < share, index=False, last=False, never_last=False,
+              fixed_share=None):
+    def fn(tops, lengths, share):
+        share = share if fixed_share is None else fixed_share
+        values = over(tops)
+        hits = [i for i in range(min(len(values), len(lengths))) if hit(float(values[i]), share)]
+        if not hits:
+            return lengths[-1] if never_last else None
+        i = hits[-1] if last else hits[0]
+        return i if index else lengths[i]
+    return fn
+
+
+def _below_sorts_in_place(tops, lengths, share):
+    tops[:] = tops.sort(dim=0).values
+    return below_loop(tops, lengths, share)
+
+
+BELOW_BUGS = {
+    "index": (_below_by(index=True), "not the length: return lengths[i]"),
+    "<=": (_below_by(hit=lambda m, share: m <= share), "use <, not <="),
+    "above": (_below_by(hit=lambda m, share: m > share), "returns the first length above `share`"),
+    "first seed": (_below_by(over=lambda t: t[0]), "uses one seed (the first)"),
+    "any seed": (_below_by(over=lambda t: t.amin(0)), "as soon as one seed is below"),
+    "every seed": (_below_by(over=lambda t: t.amax(0)), "waits until every seed is below"),
+    "median": (_below_by(over=lambda t: t.median(0).values), "takes the median over the seeds"),
+    "mean over the lengths": (_below_by(over=lambda t: t.mean(1)), "averages over the lengths (dim 1)"),
+    "last below": (_below_by(last=True), "returns the last length below `share`"),
+    "last when never": (_below_by(never_last=True), "return None, not the last length"),
+    "fixed share": (_below_by(fixed_share=0.1), "uses a fixed share of 0.1"),
+    "in place": (_below_sorts_in_place, "changed its input in place"),
+    "a bool": (lambda tops, lengths, share: below_loop(tops, lengths, share) is not None, "got bool"),
+    "the next length": (_below_by(over=lambda t: torch.cat([t.mean(0)[1:], t.mean(0)[-1:]])),
+                        "expected 196: the first length whose mean over the seeds"),
+}
+
+
+@pytest.mark.parametrize("bug", BELOW_BUGS)
+def test_first_below_bug_is_named(bug):
+    fn, *fragments = BELOW_BUGS[bug]
+    fails(check_first_below, fn, *fragments)
+
+
+def test_the_experiment_answers_as_the_notebook_says():
+    """The exercise's run, with a right top_weight: a tenth of the attention is lost from 196 keys on (ViT-B/16 at
+    224 px), and the best key gets about 5% there."""
+    lengths = [16, 49, 196, 576, 1024, 4096]
+    tops = torch.as_tensor(top_loop(lengths))
+    answers = {share: below_loop(tops, lengths, share) for share in (0.2, 0.1, 0.02, 0.005)}
+    assert answers == {0.2: 49, 0.1: 196, 0.02: 1024, 0.005: None}
+    assert 0.04 < tops.mean(0)[2] < 0.065

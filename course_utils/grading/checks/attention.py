@@ -2,6 +2,8 @@
 
     check_scaled_dot_product_attention(scaled_dot_product_attention)
     check_multi_head_attention(MultiHeadAttention)
+    check_top_weight(top_weight)
+    check_first_below(first_below)
 
 The contract of the student's code:
 
@@ -16,6 +18,11 @@ The contract of the student's code:
     to (B, num_heads, N, M). Head i uses features i*d_k .. (i+1)*d_k - 1 of each projection
     (d_k = dim / num_heads, the layout of ``torch.nn.MultiheadAttention``). A ``dim`` not
     divisible by ``num_heads`` raises ValueError. Returning ``(output, weights)`` is fine too.
+(c) ``top_weight(lengths, d_k=64, n=512, seeds=(0, 1, 2))`` returns a (len(seeds), len(lengths)) table: for each seed,
+    from ``torch.Generator().manual_seed(seed)``, and each length L, n queries and L keys with standard normal entries
+    of width d_k, and the mean over the queries of each query's largest weight in softmax(q kᵀ / sqrt(d_k)).
+(d) ``first_below(tops, lengths, share)`` returns the first length whose mean over the seeds (dim 0 of ``tops``) is
+    strictly below ``share``, or None.
 
 Any correct implementation passes (matmul or einsum, -inf or a large negative fill, loops over heads or reshapes);
 the mistakes recognised are the message constants below. Rows with no allowed key are never tested: implementations
@@ -23,8 +30,10 @@ legitimately differ there (NaN or uniform weights).
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+import statistics
 
 import torch
 from einops import rearrange
@@ -33,11 +42,15 @@ from torch import nn
 from course_utils.grading.checks import (
     NO_GRAD,
     CheckFailed,
+    answer_or_none,
     call,
     close,
+    explain_answers,
+    first_choice,
     first_match,
     fmt_shape,
     keep_rng,
+    mean,
     passed,
     randn,
     require_callable,
@@ -47,7 +60,7 @@ from course_utils.grading.checks import (
 from course_utils.models.attention import causal_mask, padding_mask
 from course_utils.models.attention import scaled_dot_product_attention as _reference
 
-__all__ = ["check_scaled_dot_product_attention", "check_multi_head_attention"]
+__all__ = ["check_scaled_dot_product_attention", "check_multi_head_attention", "check_top_weight", "check_first_below"]
 
 # Shape legend: as in course_utils.models.attention. ... leading dimensions, Lq queries, Lk keys,
 # d = d_k query/key width, dv value width; B batch, N tokens of x, M tokens of the context,
@@ -476,3 +489,251 @@ def check_multi_head_attention(cls) -> None:
             raise CheckFailed(f"{NO_VALUE_ERROR}: check in __init__ that dim is divisible by num_heads")
         passed("MultiHeadAttention(10, 3) raises ValueError")
     print("All checks passed: MultiHeadAttention is correct.")
+
+
+# ------------------------------------------------------------- top_weight: an experiment on the number of keys
+#
+# ``top_weight(lengths, d_k=64, n=512, seeds=(0, 1, 2))`` draws, for each seed and length L, n queries and L keys with
+# unit-variance entries and returns each query's largest attention weight averaged over the queries: a (seeds, lengths)
+# table. Students draw in different orders, so no value can be compared exactly: the check compares the mean over the
+# seeds with the expectation, which it estimates once from _TOP_REPS draws, within TOP_NOISE of it. Measured over 200
+# seeds, one seed's value has a relative standard deviation of at most 2.9% at the check's points (4 to 256 keys at
+# d_k = 64, 16 and 64 at d_k = 256); with 3 seeds, and the estimate's own error, the standard error is at most 1.7%, so
+# 20% is more than eleven of them (300 simulated students, each with other seeds, were at most 6.8% off). Every named
+# mistake is at least 40% off at some point; one is named when it is the closest and within TOP_MATCH (the noisiest,
+# one largest weight of all queries and keys, came within 34% of its expectation; the closest pair, dividing by d_k and
+# uniform draws, is told apart at d_k = 256, where they differ by a fifth to a quarter).
+# Drawing each length's queries and keys from a fresh generator (the same first draws for every length) is allowed: a
+# seed's numbers are still one random draw per length.
+
+TOP_NOISE = 0.2
+TOP_MATCH = 0.5
+_TOP_CALLS = (([4, 16, 64, 256], {}), ([16, 64], {"d_k": 256, "seeds": (7, 3, 11)}))  # (lengths, keywords)
+_TOP_REPS = 32  # draws of n queries and L keys behind each expectation
+
+TOP_TRANSPOSED = "returns one row per length and one column per seed: return shape (len(seeds), len(lengths))"
+TOP_SEED_MEAN = ("returns one value per length: keep one row per seed, shape (len(seeds), len(lengths)); the mean over "
+                 "the seeds is taken afterwards")
+TOP_SAME_SEEDS = ("every seed gives the same numbers: draw each seed's queries and keys from "
+                  "torch.Generator().manual_seed(seed), with that seed")
+TOP_NOT_REPRODUCIBLE = ("a second call gives other numbers: draw from a generator made for the seed, "
+                        "g = torch.Generator().manual_seed(seed), passing generator=g to torch.randn")
+TOP_OWN_GENERATOR = ("seed 3 alone gives other numbers than seed 3 among (7, 3, 11): make a new generator for "
+                     "every seed, torch.Generator().manual_seed(seed), rather than one generator for all of them")
+TOP_GLOBAL_RNG = ("changes torch's global random state (torch.manual_seed or an unseeded draw): draw from your own "
+                  "generator, torch.randn(..., generator=g), and leave the notebook's random numbers alone")
+TOP_MISTAKES = [  # (the keywords of _top_draw that plant it, the message)
+    ({"scale": "none"}, NOT_SCALED),
+    ({"scale": "dk"}, BY_DK),
+    ({"scale": "sqrt_L"}, "scores are divided by sqrt(L), the number of keys: d_k is the width of a query and a key"),
+    ({"scale": "sqrt_64"}, "the scale ignores the d_k it is given (sqrt(64) at d_k = 256): divide by sqrt(d_k)"),
+    ({"softmax_over": "queries"},
+     "the softmax is taken over the queries: each query's weights must sum to 1 over the keys"),
+    ({"largest_over": "queries"},
+     "takes each key's largest weight over the queries: take each query's largest weight (over the keys), then "
+     "average over the queries"),
+    ({"largest_over": "all"},
+     "takes the one largest weight of all queries and keys: take each query's largest weight, then average over the "
+     "queries"),
+    ({"largest_over": "mean"}, "averages each query's weights (always 1/L) instead of taking the largest"),
+    ({"softmax_over": "none"}, "takes the largest score, not the largest weight: apply the softmax to the scaled scores"),
+    ({"draw": "uniform"}, "draws uniform numbers in [0, 1) (torch.rand): the entries must have mean 0 and variance 1, "
+                          "torch.randn"),
+]
+
+
+def _top_draw(q, k, d_k, *, scale="sqrt_dk", softmax_over="keys", largest_over="keys", draw="normal"):
+    """The mean over the queries of each query's largest weight, for queries q (n, d_k) and keys k (L, d_k), or one of
+    the classic mistakes (a keyword of TOP_MISTAKES; ``draw`` is only read by _top_expected)."""
+    L = k.shape[0]
+    divisor = {"sqrt_dk": math.sqrt(d_k), "none": 1.0, "dk": d_k, "sqrt_L": math.sqrt(L), "sqrt_64": 8.0}[scale]
+    scores = q @ k.T / divisor  # (n, L)
+    weights = scores if softmax_over == "none" else scores.softmax(dim=-1 if softmax_over == "keys" else 0)  # (n, L)
+    if largest_over == "keys":
+        return weights.amax(dim=-1).mean().item()  # each query's largest, averaged over the queries
+    if largest_over == "queries":
+        return weights.amax(dim=0).mean().item()  # (L,) each key's largest, averaged over the keys
+    return (weights.mean() if largest_over == "mean" else weights.max()).item()
+
+
+@functools.cache
+def _top_expected(L: int, d_k: int, n: int = 512) -> tuple[float, ...]:
+    """The expected mean largest weight for L keys, right and for each of TOP_MISTAKES (in order), over _TOP_REPS draws."""
+    g = torch.Generator().manual_seed(2017)
+    plans = [{}] + [keywords for keywords, _ in TOP_MISTAKES]
+    sums = [0.0] * len(plans)
+    for _ in range(_TOP_REPS):
+        normal = randn(n, d_k, generator=g), randn(L, d_k, generator=g)  # q (n, d_k), k (L, d_k)
+        uniform = torch.rand(n, d_k, generator=g), torch.rand(L, d_k, generator=g)
+        for i, keywords in enumerate(plans):
+            keywords = dict(keywords)
+            q, k = uniform if keywords.pop("draw", "normal") == "uniform" else normal
+            sums[i] += _top_draw(q, k, d_k, **keywords)
+    return tuple(s / _TOP_REPS for s in sums)
+
+
+def _top_table(result, seeds, lengths, where):
+    """The student's result as a float64 tensor of shape (len(seeds), len(lengths)), or CheckFailed naming the shape."""
+    try:
+        table = torch.as_tensor(result.detach() if isinstance(result, torch.Tensor) else result, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        try:
+            table = torch.stack([torch.as_tensor(row, dtype=torch.float64) for row in result])
+        except (TypeError, ValueError, RuntimeError):
+            raise CheckFailed(f"expected a tensor of shape (len(seeds), len(lengths)), got {type(result).__name__}"
+                              ) from None
+    want = (len(seeds), len(lengths))
+    if tuple(table.shape) == want:
+        return table.cpu()
+    if tuple(table.shape) == want[::-1]:
+        raise CheckFailed(f"{TOP_TRANSPOSED} (got {fmt_shape(table)} {where})")
+    if tuple(table.shape) in ((len(lengths),), (1, len(lengths))):
+        raise CheckFailed(f"{TOP_SEED_MEAN} (got {fmt_shape(table)} {where})")
+    raise CheckFailed(f"expected shape {want}, one row per seed and one column per length, got {fmt_shape(table)} {where}")
+
+
+def _top_call(fn, lengths, keywords):
+    """Call the student's top_weight on a copy of ``lengths``; the table, and whether torch's global state moved."""
+    seeds = keywords.get("seeds", (0, 1, 2))
+    where = f"for lengths {lengths}" + "".join(f", {name}={value}" for name, value in keywords.items())
+    given = list(lengths)
+    before = torch.get_rng_state()
+    result = call(fn, given, **keywords, what="your top_weight", where=where)
+    moved = not torch.equal(torch.get_rng_state(), before)
+    if given != lengths:
+        raise CheckFailed("your top_weight changed its input `lengths` in place: read it, and compute new lists")
+    return _top_table(result, seeds, lengths, where), moved
+
+
+def _top_diagnose(got, points):
+    """The student's means (one per point) are off: name the closest mistake within TOP_MATCH, else say where."""
+    distance = lambda expected: max(abs(math.log(max(g, 1e-12) / e)) for g, e in zip(got, expected))  # noqa: E731
+    candidates = [(distance([_top_expected(L, d)[i + 1] for L, d in points]), message)
+                  for i, (_, message) in enumerate(TOP_MISTAKES)]
+    best, message = min(candidates, key=lambda c: c[0])
+    if best < math.log(1 + TOP_MATCH):
+        raise CheckFailed(f"your mean largest weights are those of this mistake: {message}")
+    (L, d), g = next(((point, g) for point, g in zip(points, got)
+                      if not abs(g / _top_expected(*point)[0] - 1) <= TOP_NOISE))
+    raise CheckFailed(f"with {L} keys and d_k = {d}, the mean over the seeds of each query's largest weight is {g:.3g}; "
+                      f"expected about {_top_expected(L, d)[0]:.3g} (sampling noise stays well within "
+                      f"{TOP_NOISE:.0%}): draw q (n, d_k) and k (L, d_k) with torch.randn, softmax(q kᵀ / √d_k) over "
+                      "the keys, each query's largest weight, averaged over the queries")
+
+
+@keep_rng()
+def check_top_weight(top_weight) -> None:
+    """Check ``top_weight(lengths, d_k=64, n=512, seeds=(0, 1, 2))`` -> (len(seeds), len(lengths)): for each seed and
+    length L, the mean over n random queries of their largest scaled-attention weight over L random keys. The values
+    are compared with their expectation within sampling noise (see TOP_NOISE); the seeds exactly."""
+    require_callable(top_weight, "top_weight")
+    tables, moved = [], False
+    for lengths, keywords in _TOP_CALLS:
+        table, m = _top_call(top_weight, lengths, keywords)
+        tables.append(table)
+        moved = moved or m
+    (lengths, _), (other, keywords) = _TOP_CALLS
+    passed(f"one row per seed and one column per length: {fmt_shape(tables[0])} for the default seeds and "
+           f"{len(lengths)} lengths, {fmt_shape(tables[1])} for seeds {keywords['seeds']} and {len(other)} lengths")
+    points = [(L, keywords.get("d_k", 64)) for lengths, keywords in _TOP_CALLS for L in lengths]
+    got = [v for table in tables for v in table.mean(dim=0).tolist()]  # the mean over the seeds, per point
+    if not all(math.isfinite(g) for g in got):
+        raise CheckFailed("your top_weight returns NaN or inf: each value is a mean of softmax weights, between 0 and 1")
+    if not all(abs(g / _top_expected(*point)[0] - 1) <= TOP_NOISE for g, point in zip(got, points)):
+        _top_diagnose(got, points)
+    passed(f"the mean over the seeds is the expected one, within sampling noise, for {lengths[0]} to {lengths[-1]} "
+           f"keys at d_k = 64 and for {other[0]} and {other[1]} keys at d_k = {keywords['d_k']}")
+    if any(torch.equal(table[0], row) for table in tables for row in table[1:]):
+        raise CheckFailed(TOP_SAME_SEEDS)
+    again, m = _top_call(top_weight, *_TOP_CALLS[0])
+    if not close(again, tables[0], rtol=1e-5, atol=1e-7):
+        raise CheckFailed(TOP_NOT_REPRODUCIBLE)
+    alone, m2 = _top_call(top_weight, other, {**keywords, "seeds": (3,)})
+    if not close(alone[0], tables[1][keywords["seeds"].index(3)], rtol=1e-5, atol=1e-7):
+        raise CheckFailed(TOP_OWN_GENERATOR)
+    passed("each seed has its own draws: another seed, other numbers; a second call, or one seed alone, the same")
+    if moved or m or m2:
+        raise CheckFailed(TOP_GLOBAL_RNG)
+    passed("torch's global random state is left alone")
+
+
+# ------------------------------------------------------------------------ first_below: reading the experiment
+
+def _below(tops, lengths, share, *, over_seeds=mean, strict=True, above=False, per_seed=False, **slips):
+    """The contract's answer (the first length whose mean over the seeds is below ``share``), and, through the
+    keywords (``slips`` those of ``first_choice``), the answers of the classic mistakes."""
+    columns = tops.tolist() if per_seed else tops.T.tolist()  # per_seed: the mean over the lengths, the wrong axis
+    values = [over_seeds(column) for column in columns]
+    if above:
+        hits = [i for i, v in enumerate(values) if v > share]
+    else:
+        hits = [i for i, v in enumerate(values) if (v < share if strict else v <= share)]
+    hits = [i for i in hits if i < len(lengths)]
+    return first_choice(hits, lengths, **slips)
+
+
+def _rows(*rows):
+    return torch.tensor(rows, dtype=torch.float32)  # (seeds, lengths)
+
+
+_BELOW_LENGTHS = [16, 49, 196, 576, 4096]
+_TYPICAL = _rows([0.25, 0.13, 0.052, 0.025, 0.006], [0.24, 0.12, 0.051, 0.024, 0.006], [0.25, 0.13, 0.05, 0.025, 0.006])
+_BELOW_CASES = [  # (what the record is about, tops (seeds, lengths), share)
+    ("a typical run, share 0.1", _TYPICAL, 0.1),
+    ("a typical run, share 0.02", _TYPICAL, 0.02),
+    ("never below", _TYPICAL, 0.005),
+    ("exactly `share` is not below", _rows(*[[0.5, 0.25, 0.125, 0.0625, 0.03125]] * 3), 0.125),
+    ("the first seed alone misleads", _rows([0.3, 0.08, 0.05, 0.02, 0.01], [0.3, 0.2, 0.05, 0.02, 0.01],
+                                            [0.3, 0.2, 0.05, 0.02, 0.01]), 0.1),
+    ("one seed dips below", _rows([0.3, 0.2, 0.05, 0.02, 0.01], [0.3, 0.2, 0.05, 0.02, 0.01],
+                                  [0.3, 0.05, 0.05, 0.02, 0.01]), 0.1),
+    ("one seed stays above", _rows([0.3, 0.2, 0.02, 0.01, 0.01], [0.3, 0.2, 0.02, 0.01, 0.01],
+                                   [0.3, 0.2, 0.2, 0.05, 0.01]), 0.1),
+    ("a skewed seed", _rows([0.3, 0.05, 0.05, 0.02, 0.01], [0.3, 0.05, 0.05, 0.02, 0.01],
+                            [0.3, 0.35, 0.05, 0.02, 0.01]), 0.1),
+    ("below, then above again", _rows([0.3, 0.08, 0.12, 0.05, 0.01], [0.3, 0.08, 0.12, 0.05, 0.01],
+                                      [0.3, 0.08, 0.12, 0.05, 0.01]), 0.1),
+]
+BELOW_MISTAKES = [  # (the mistake's answer on one record, the message)
+    (lambda t, L, s: _below(t, L, s, index=True), "returns the position in `lengths`, not the length: return lengths[i]"),
+    (lambda t, L, s: _below(t, L, s, strict=False), "a mean exactly equal to `share` is not below it: use <, not <="),
+    (lambda t, L, s: _below(t, L, s, above=True), "returns the first length above `share`: the question is below"),
+    (lambda t, L, s: _below(t, L, s, over_seeds=lambda seeds: seeds[0]),
+     "uses one seed (the first): average over the seeds, then compare the mean with `share`"),
+    (lambda t, L, s: _below(t, L, s, over_seeds=min),
+     "counts a length as soon as one seed is below: average over the seeds, then compare the mean"),
+    (lambda t, L, s: _below(t, L, s, over_seeds=max),
+     "waits until every seed is below: average over the seeds, then compare the mean"),
+    (lambda t, L, s: _below(t, L, s, over_seeds=statistics.median),
+     "takes the median over the seeds: the contract asks for the mean"),
+    (lambda t, L, s: _below(t, L, s, per_seed=True),
+     "averages over the lengths (dim 1): tops is (seeds, lengths), so the mean over the seeds is over dim 0"),
+    (lambda t, L, s: _below(t, L, s, largest=True),
+     "returns the last length below `share`: the first one, going up, is the answer"),
+    (lambda t, L, s: _below(t, L, s, last_if_never=True), "when no mean falls below `share`, return None, not the "
+                                                          "last length"),
+    (lambda t, L, s: _below(t, L, 0.1), "uses a fixed share of 0.1: use the `share` you are given"),
+]
+
+
+def check_first_below(first_below) -> None:
+    """Check ``first_below(tops, lengths, share)`` -> the first length whose mean over the seeds (``tops`` is
+    (seeds, lengths), as top_weight returns it) is strictly below ``share``, or None, on nine made-up tables; a mistake is
+    named only when it gives every answer the student gave."""
+    require_callable(first_below, "first_below")
+    answers = []
+    for case, tops, share in _BELOW_CASES:
+        given, lengths = tops.clone(), list(_BELOW_LENGTHS)
+        got = call(first_below, given, lengths, share, what="your first_below", where=f"on the table '{case}'")
+        if not torch.equal(given, tops) or lengths != _BELOW_LENGTHS:
+            raise CheckFailed("your first_below changed its input in place (tops or lengths): read them, and compute "
+                              "new tensors or lists")
+        answer_or_none(got, "first_below")
+        answers.append(got)
+    explain_answers(answers, [_below(t, _BELOW_LENGTHS, s) for _, t, s in _BELOW_CASES], [c for c, *_ in _BELOW_CASES],
+                    [([mistake(t, list(_BELOW_LENGTHS), s) for _, t, s in _BELOW_CASES], message)
+                     for mistake, message in BELOW_MISTAKES],
+                    "the first length whose mean over the seeds (dim 0 of tops) is strictly below `share` (None if "
+                    "none)")
+    passed(f"the first length whose mean over the seeds is below the share, on {len(_BELOW_CASES)} made-up tables "
+           "(a tie is not below, None when never)")
