@@ -159,3 +159,25 @@ def test_no_lecture_prints_the_source_of_an_exercise_task(lecture):
             answer = tasks & set(name.split("."))
             assert not answer, (f"{path.name} cell {index} prints the source of {sorted(answer)}, which an exercise "
                                 "asks students to write: teach the idea, not the answer")
+
+
+# A lecture shows its training step as code students read, run and change (chapters 03, 05, 07), and an exercise asks
+# students to write that step: the lecture's cell stays runnable but opens collapsed, after a note naming the exercise,
+# so that nobody reads the answer before writing it.
+TRAINING_STEPS = {  # lecture -> (the function its collapsed cell defines, the exercise task it would answer)
+    "03_vision_transformer.ipynb": ("vit_train_steps", "train_vit"),
+    "05_clip.ipynb": ("clip_train_steps", "clip_train_step"),
+    "07_stable_diffusion.ipynb": ("unet_train_steps", "denoising_loss"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRAINING_STEPS))
+def test_a_training_step_an_exercise_asks_for_opens_collapsed_after_a_note(name):
+    function, task = TRAINING_STEPS[name]
+    assert task in _exercise_tasks(), f"{task} is no longer an exercise task: update TRAINING_STEPS"
+    cells = read(ROOT / "notebooks" / name).cells
+    index = next(i for i, c in enumerate(cells) if c.cell_type == "code" and f"def {function}(" in c.source)
+    assert cells[index].metadata.get("jupyter", {}).get("source_hidden") is True, (
+        f"{name}: the cell defining {function} answers the exercise task {task}; it must open collapsed")
+    note = next(c.source for c in reversed(cells[:index]) if c.cell_type == "markdown")
+    assert "Exercise first" in note and f"`{task}`" in note, f"{name}: the note before {function} must name {task}"
