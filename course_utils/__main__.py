@@ -56,11 +56,12 @@ def parser() -> argparse.ArgumentParser:
                                help="where the decks load reveal.js from (default: nbconvert's, "
                                     "https://unpkg.com/reveal.js@4.0.2), e.g. a copy on your own server")
 
-    add["recipe"].add_argument("name", choices=["miniclip", "judge", "sd", "classifiers", "cnn-vs-vit", "clip-stems", "samplers", "guidance"],
+    add["recipe"].add_argument("name", choices=["miniclip", "judge", "sd", "classifiers", "norm-warmup", "cnn-vs-vit", "finetuning", "clip-stems", "samplers", "guidance"],
                                help="miniclip: chapter 05's mini-CLIP (about 16 min); judge: the judge of generated "
                                     "shapes (a few minutes); sd: chapter 07's small Stable Diffusion (about 80 min); "
                                     "classifiers: chapter 04's Swin, BEiT, DeiT and ConvNeXt stand-ins (about 2 min); "
-                                    "cnn-vs-vit, clip-stems, samplers and guidance: chapter 03's, 05's, 06's and 07's comparisons over three seeds, "
+                                    "norm-warmup, cnn-vs-vit, finetuning, clip-stems, samplers and guidance: chapter 02's, 03's, 04's, 05's, 06's and 07's "
+                                    "comparisons over three seeds, "
                                     "recorded in course_utils/weights/experiments/ (about 10 min each)")
     add["recipe"].add_argument("--out", type=Path, metavar="DIR",
                                help="write there instead of course_utils/weights/NAME/")

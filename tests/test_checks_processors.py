@@ -8,6 +8,7 @@ import torchvision.transforms.v2.functional as TF
 from check_helpers import fails, run
 from PIL import Image
 
+from course_utils.grading.checks import processors as C
 from course_utils.grading.checks.processors import check_pixel_values
 
 
@@ -119,3 +120,152 @@ def test_the_processor_is_not_called_and_the_filter_and_flags_are_followed():
                 return True if name == "do_rescale" else getattr(p, name)
         return with_pil(image, Rescaled())
     fails(check_pixel_values, always_rescaled, "rescaled although processor.do_rescale is False")
+
+
+# ------------------------------------------------------------------ images_to_match (an experiment on fine-tuning)
+
+def match_loop(accuracy, sizes, size):
+    def final_mean(runs):
+        return sum(curve[-1] for curve in runs) / len(runs)
+
+    target = final_mean(accuracy["pretrained"][sizes.index(size)])
+    for n, runs in zip(sizes, accuracy["scratch"]):
+        if final_mean(runs) >= target:
+            return n
+    return None
+
+
+def match_numpy(accuracy, sizes, size):
+    import numpy as np
+
+    final = {start: np.array(runs)[:, :, -1].mean(1) for start, runs in accuracy.items()}  # (sizes,) each
+    reached = np.flatnonzero(final["scratch"] >= final["pretrained"][sizes.index(size)])
+    return int(sizes[reached[0]]) if len(reached) else None
+
+
+def match_statistics(accuracy, sizes, size):
+    """statistics.fmean and a generator expression with next()."""
+    import statistics
+
+    target = statistics.fmean(c[-1] for c in accuracy["pretrained"][list(sizes).index(size)])
+    return next((n for n, runs in zip(sizes, accuracy["scratch"]) if statistics.fmean(c[-1] for c in runs) >= target),
+                None)
+
+
+@pytest.mark.parametrize("fn", [match_loop, match_numpy, match_statistics], ids=lambda f: f.__name__)
+def test_correct_images_to_match_passes_in_three_styles(fn):
+    assert "✓ the smallest size at which training from scratch catches up" in run(C.check_images_to_match, fn)
+
+
+def _final_mean(runs, pick=lambda curve: curve[-1], over=lambda v: sum(v) / len(v)):
+    return over([pick(curve) for curve in runs])
+
+
+def _match(accuracy, sizes, size, *, target=None, reached=None, sizes_from=0, strict=False):
+    target = target or _final_mean
+    reached = reached or _final_mean
+    goal = target(accuracy["pretrained"][sizes.index(size)])
+    for k in range(sizes_from, len(sizes)):
+        value = reached(accuracy["scratch"][k])
+        if value > goal if strict else value >= goal:
+            return sizes[k]
+    return None
+
+
+def match_index(accuracy, sizes, size):
+    answer = match_loop(accuracy, sizes, size)
+    return None if answer is None else sizes.index(answer)
+
+
+def match_strict(accuracy, sizes, size):
+    return _match(accuracy, sizes, size, strict=True)
+
+
+def match_over_epochs(accuracy, sizes, size):
+    mean_curve = lambda runs: _final_mean(runs, pick=lambda c: sum(c) / len(c))  # noqa: E731
+    return _match(accuracy, sizes, size, target=mean_curve, reached=mean_curve)
+
+
+def match_best_epoch(accuracy, sizes, size):
+    best = lambda runs: _final_mean(runs, pick=max)  # noqa: E731
+    return _match(accuracy, sizes, size, target=best, reached=best)
+
+
+def match_first_seed(accuracy, sizes, size):
+    first = lambda runs: runs[0][-1]  # noqa: E731
+    return _match(accuracy, sizes, size, target=first, reached=first)
+
+
+def match_best_pretrained_seed(accuracy, sizes, size):
+    return _match(accuracy, sizes, size, target=lambda runs: _final_mean(runs, over=max))
+
+
+def match_any_scratch_seed(accuracy, sizes, size):
+    return _match(accuracy, sizes, size, reached=lambda runs: _final_mean(runs, over=max))
+
+
+def match_every_scratch_seed(accuracy, sizes, size):
+    return _match(accuracy, sizes, size, reached=lambda runs: _final_mean(runs, over=min))
+
+
+def match_median(accuracy, sizes, size):
+    import statistics
+
+    median = lambda runs: _final_mean(runs, over=statistics.median)  # noqa: E731
+    return _match(accuracy, sizes, size, target=median, reached=median)
+
+
+def match_only_above(accuracy, sizes, size):
+    return _match(accuracy, sizes, size, sizes_from=sizes.index(size) + 1)
+
+
+def match_last_if_never(accuracy, sizes, size):
+    answer = match_loop(accuracy, sizes, size)
+    return sizes[-1] if answer is None else answer
+
+
+def match_largest(accuracy, sizes, size):
+    target = _final_mean(accuracy["pretrained"][sizes.index(size)])
+    hits = [n for n, runs in zip(sizes, accuracy["scratch"]) if _final_mean(runs) >= target]
+    return hits[-1] if hits else None
+
+
+def match_pops_in_place(accuracy, sizes, size):
+    for runs in accuracy["scratch"]:
+        for curve in runs:
+            curve.sort()  # "the final accuracy is the largest": it is not, and the record changes
+    return match_loop(accuracy, sizes, size)
+
+
+def match_returns_a_list(accuracy, sizes, size):
+    answer = match_loop(accuracy, sizes, size)
+    return [answer]
+
+
+@pytest.mark.parametrize("fn, message", [
+    (match_index, "not the number of images"),
+    (match_strict, "use >=, not >"),
+    (match_over_epochs, "averages each run over its epochs"),
+    (match_best_epoch, "takes each run's best epoch"),
+    (match_first_seed, "uses one seed (the first)"),
+    (match_best_pretrained_seed, "compares with the pretrained model's best seed"),
+    (match_any_scratch_seed, "counts a size as reached when one scratch seed gets there"),
+    (match_every_scratch_seed, "asks every scratch seed to reach the target"),
+    (match_median, "takes the median over the seeds"),
+    (match_only_above, "only looks at sizes above `size`"),
+    (match_last_if_never, "return None, not the largest size"),
+    (match_largest, "the smallest is the answer"),
+    (match_pops_in_place, "changed its input in place"),
+    (match_returns_a_list, "should return a number"),
+], ids=lambda x: getattr(x, "__name__", ""))
+def test_images_to_match_mistakes_are_named(fn, message):
+    fails(C.check_images_to_match, fn, message)
+
+
+def test_images_to_match_on_the_recorded_sweep():
+    """What the exercise finds on the course's record: pre-training is worth about twice the data."""
+    from course_utils.weights.experiments import experiment_record
+
+    record = experiment_record("finetuning")
+    assert {n: match_loop(record["accuracy"], record["sizes"], n) for n in record["sizes"]} == {
+        100: 400, 200: 400, 400: 800, 800: 1600, 1600: None}

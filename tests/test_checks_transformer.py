@@ -12,11 +12,15 @@ from torch import nn
 from course_utils.grading.checks import close
 from course_utils.grading.checks.transformer import (
     _LN_MISTAKES,
+    _LR_CASES,
+    _LR_MISTAKES,
+    _LRS,
     _block,
     _block_weights,
     _ln,
     _load,
     block_mistakes,
+    check_largest_lr,
     check_layer_norm,
     check_transformer_block,
 )
@@ -463,3 +467,176 @@ def test_the_planted_block_mistakes_are_told_apart(order):
         outputs = [("right", _block(ref, x, rules=(order, order)))]
         outputs += [(message, _block(ref, x, **mistake)) for message, mistake in block_mistakes(order)]
     assert_told_apart(outputs)
+
+
+# ----------------------------------------------------------------------------- largest_lr (an experiment on warm-up)
+
+def largest_lr_loop(accuracy, lrs, order, warmup, target=0.9):
+    best = None
+    for lr, seeds in zip(lrs, accuracy[order][warmup]):
+        if all(a >= target for a in seeds):
+            best = lr
+    return best
+
+
+def largest_lr_numpy(accuracy, lrs, order, warmup, target=0.9):
+    import numpy as np
+
+    ok = (np.asarray(accuracy[order][warmup]) >= target).all(axis=1)
+    return float(np.asarray(lrs)[ok].max()) if ok.any() else None
+
+
+def largest_lr_torch(accuracy, lrs, order, warmup, target=0.9):
+    worst = torch.tensor(accuracy[order][warmup], dtype=torch.float64).min(dim=1).values
+    ok = (worst >= target).nonzero()
+    return lrs[int(ok[-1])] if len(ok) else None
+
+
+def largest_lr_reversed(accuracy, lrs, order, warmup, target=0.9):
+    return next((lr for lr, seeds in reversed(list(zip(lrs, accuracy[order][warmup]))) if min(seeds) >= target), None)
+
+
+RIGHT_LARGEST_LR = [largest_lr_loop, largest_lr_numpy, largest_lr_torch, largest_lr_reversed]
+
+
+def test_every_right_largest_lr_prints_the_same():
+    outputs = {fn.__name__: run(check_largest_lr, fn) for fn in RIGHT_LARGEST_LR}
+    assert len(set(outputs.values())) == 1, outputs
+    assert "✓ the largest learning rate at which every seed reaches the target" in outputs["largest_lr_loop"]
+
+
+def _lr_hits(accuracy, lrs, order, warmup, test):
+    return [lr for lr, seeds in zip(lrs, accuracy[order][warmup]) if test(seeds)]
+
+
+def lr_index(accuracy, lrs, order, warmup, target=0.9):
+    hits = [i for i, seeds in enumerate(accuracy[order][warmup]) if min(seeds) >= target]
+    return hits[-1] if hits else None
+
+
+def lr_mean(accuracy, lrs, order, warmup, target=0.9):
+    hits = _lr_hits(accuracy, lrs, order, warmup, lambda s: sum(s) / len(s) >= target)
+    return hits[-1] if hits else None
+
+
+def lr_any_seed(accuracy, lrs, order, warmup, target=0.9):
+    hits = _lr_hits(accuracy, lrs, order, warmup, lambda s: any(a >= target for a in s))
+    return hits[-1] if hits else None
+
+
+def lr_first_seed(accuracy, lrs, order, warmup, target=0.9):
+    hits = _lr_hits(accuracy, lrs, order, warmup, lambda s: s[0] >= target)
+    return hits[-1] if hits else None
+
+
+def lr_median(accuracy, lrs, order, warmup, target=0.9):
+    import statistics
+
+    hits = _lr_hits(accuracy, lrs, order, warmup, lambda s: statistics.median(s) >= target)
+    return hits[-1] if hits else None
+
+
+def lr_strict(accuracy, lrs, order, warmup, target=0.9):
+    hits = _lr_hits(accuracy, lrs, order, warmup, lambda s: min(s) > target)
+    return hits[-1] if hits else None
+
+
+def lr_last_if_never(accuracy, lrs, order, warmup, target=0.9):
+    return largest_lr_loop(accuracy, lrs, order, warmup, target) or lrs[-1]
+
+
+def lr_smallest(accuracy, lrs, order, warmup, target=0.9):
+    hits = _lr_hits(accuracy, lrs, order, warmup, lambda s: min(s) >= target)
+    return hits[0] if hits else None
+
+
+def lr_stops_at_failure(accuracy, lrs, order, warmup, target=0.9):
+    best = None
+    for lr, seeds in zip(lrs, accuracy[order][warmup]):
+        if min(seeds) < target:
+            break
+        best = lr
+    return best
+
+
+def lr_first_failure(accuracy, lrs, order, warmup, target=0.9):
+    return next((lr for lr, seeds in zip(lrs, accuracy[order][warmup]) if min(seeds) < target), None)
+
+
+def lr_fixed_target(accuracy, lrs, order, warmup, target=0.9):
+    return largest_lr_loop(accuracy, lrs, order, warmup, 0.9)
+
+
+def lr_always_post_norm(accuracy, lrs, order, warmup, target=0.9):
+    return largest_lr_loop(accuracy, lrs, "post-norm", warmup, target)
+
+
+def lr_ignores_warmup(accuracy, lrs, order, warmup, target=0.9):
+    return largest_lr_loop(accuracy, lrs, order, "no warm-up", target)
+
+
+def lr_sorts_in_place(accuracy, lrs, order, warmup, target=0.9):
+    for seeds in accuracy[order][warmup]:
+        seeds.sort()
+    return largest_lr_loop(accuracy, lrs, order, warmup, target)
+
+
+def lr_returns_a_bool(accuracy, lrs, order, warmup, target=0.9):
+    return largest_lr_loop(accuracy, lrs, order, warmup, target) is not None
+
+
+def lr_returns_text(accuracy, lrs, order, warmup, target=0.9):
+    lr = largest_lr_loop(accuracy, lrs, order, warmup, target)
+    return None if lr is None else f"{lr:g}"
+
+
+def lr_stub(accuracy, lrs, order, warmup, target=0.9):
+    raise NotImplementedError()
+
+
+@pytest.mark.parametrize("fn, message", [
+    (lr_index, "not the learning rate"),
+    (lr_mean, "compares the mean over the seeds"),
+    (lr_any_seed, "any seed reaches the target"),
+    (lr_first_seed, "uses one seed (the first)"),
+    (lr_median, "compares the median"),
+    (lr_strict, "use >=, not >"),
+    (lr_last_if_never, "return None, not the last learning rate"),
+    (lr_smallest, "the largest is the answer"),
+    (lr_stops_at_failure, "stops at the first learning rate that falls short"),
+    (lr_first_failure, "returns the first learning rate that falls short"),
+    (lr_fixed_target, "uses a fixed target of 0.9"),
+    (lr_always_post_norm, "always reads the post-norm runs"),
+    (lr_ignores_warmup, "always reads the runs without warm-up"),
+    (lr_sorts_in_place, "changed its input in place"),
+    (lr_returns_a_bool, "got bool"),
+    (lr_returns_text, "got str"),
+    (lr_stub, "not implemented yet"),
+], ids=lambda x: getattr(x, "__name__", ""))
+def test_largest_lr_mistakes_are_named(fn, message):
+    fails(check_largest_lr, fn, message)
+
+
+def test_the_largest_lr_mistakes_are_told_apart():
+    """Every planted mistake answers some made-up record wrongly, and no two give the same answers on all of them."""
+    cases = [(a, list(_LRS), o, w, t) for _, a, o, w, t in _LR_CASES]
+    right = [largest_lr_loop(*case) for case in cases]
+    seen = {tuple(right)}
+    for mistake, message in _LR_MISTAKES:
+        answers = tuple(mistake(*case) for case in cases)
+        assert answers not in seen, message
+        seen.add(answers)
+
+
+def test_largest_lr_on_the_recorded_experiment():
+    """What the exercise finds on the course's record: without warm-up post-norm trains only at the smallest learning
+    rate, with it at the middle one; pre-norm trains at every one, with or without."""
+    from course_utils.weights.experiments import experiment_record
+
+    record = experiment_record("norm-warmup")
+    accuracy, lrs = record["accuracy"], record["lrs"]
+    trains = {(order, warmup): largest_lr_loop(accuracy, lrs, order, warmup, target=0.5)
+              for order in ("post-norm", "pre-norm") for warmup in ("no warm-up", "warm-up")}
+    assert trains == {("post-norm", "no warm-up"): lrs[0], ("post-norm", "warm-up"): lrs[1],
+                      ("pre-norm", "no warm-up"): lrs[2], ("pre-norm", "warm-up"): lrs[2]}
+    assert largest_lr_loop(accuracy, lrs, "pre-norm", "no warm-up") == lrs[1]  # at the default 90%

@@ -66,6 +66,10 @@ def test_the_course_asks_students_to_build_train_debug_and_decide():
     names = {e.name: path.stem for path in SOLUTIONS for e in find_exercises(nbformat.read(path, as_version=4))}
     assert len(names) >= 24, f"{len(names)} exercise tasks: {sorted(names)}"
     assert {"train_vit", "clip_train_step", "denoising_loss"} <= set(names), "the three training tasks"
-    assert {"data_to_catch_up", "best_scale", "clear_gain"} <= set(names), "the experiments (chapters 03, 05, 07)"
+    experiments = {"01_attention": "first_below", "02_transformer_block": "largest_lr", "03_vit": "data_to_catch_up",
+                   "04_image_processor": "images_to_match", "05_clip": "best_scale", "06_diffusion": "fewest_ddim_steps",
+                   "07_stable_diffusion": "clear_gain"}  # one experiment per chapter
+    assert {task: names.get(task) for task in experiments.values()} == {v: k for k, v in experiments.items()}, \
+        "an experiment per chapter, in its chapter's exercise"
     debugging = [p.stem for p in SOLUTIONS if "### BEGIN STUB" in p.read_text()]
     assert debugging, "no debugging exercise (code to fix, a STUB block)"

@@ -13,6 +13,29 @@ from course_utils.training.classifier import DIGITS_TRAINING
 from course_utils.weights import experiments as X
 
 
+def test_the_norm_warmup_record_matches_the_code_and_holds_every_run():
+    from dataclasses import replace
+
+    from course_utils.models.vit import ViTConfig
+
+    record = X.experiment_record("norm-warmup")
+    assert record["training"] == asdict(X.NORM_TRAINING) and record["lrs"] == list(X.NORM_LRS)
+    assert record["config"] == asdict(replace(ViTConfig.tiny(), depth=X.NORM_DEPTH))
+    assert record["orders"] == list(X.NORM_ORDERS) and record["warmups"] == X.NORM_WARMUPS
+    assert len(record["seeds"]) >= 3
+    for key, low, high in (("accuracy", 0.0, 1.0), ("loss", 0.0, 10.0)):
+        assert set(record[key]) == set(X.NORM_ORDERS), key
+        for order, by_warmup in record[key].items():
+            assert set(by_warmup) == set(X.NORM_WARMUPS), (key, order)
+            for warmup, runs in by_warmup.items():
+                runs = np.array(runs, dtype=float)  # (learning rates, seeds)
+                assert runs.shape == (len(X.NORM_LRS), len(record["seeds"])), (key, order, warmup)
+                assert ((runs >= low) & (runs <= high)).all(), (key, order, warmup, runs)
+    for order in X.NORM_ORDERS:  # the record's models: the chapter's block, in the order named, NORM_DEPTH deep
+        blocks = X.norm_model(order).blocks
+        assert len(blocks) == X.NORM_DEPTH and all(b.pre_norm == (order == "pre-norm") for b in blocks)
+
+
 def test_the_sweep_record_matches_the_code_and_holds_every_run():
     record = X.experiment_record("cnn-vs-vit")
     assert record["fractions"] == list(X.SWEEP_FRACTIONS)
@@ -23,6 +46,17 @@ def test_the_sweep_record_matches_the_code_and_holds_every_run():
         runs = np.array(runs, dtype=float)
         assert runs.shape == (len(X.SWEEP_FRACTIONS), len(record["seeds"])), name
         assert ((runs > 0.1) & (runs <= 1.0)).all(), (name, runs)
+
+
+def test_the_finetuning_record_matches_the_code_and_holds_every_run():
+    record = X.experiment_record("finetuning")
+    assert record["training"] == asdict(X.FINETUNE_TRAINING) and record["sizes"] == list(X.FINETUNE_SIZES)
+    assert record["test_images"] == X.FINETUNE_TEST and len(record["seeds"]) >= 3
+    assert set(record["accuracy"]) == {"pretrained", "scratch"}
+    for name, runs in record["accuracy"].items():
+        runs = np.array(runs, dtype=float)  # (sizes, seeds, epochs)
+        assert runs.shape == (len(X.FINETUNE_SIZES), len(record["seeds"]), X.FINETUNE_TRAINING.epochs), name
+        assert ((runs > 0) & (runs <= 1.0)).all(), name
 
 
 def test_the_clip_stems_record_matches_the_code_and_holds_every_run():

@@ -6,7 +6,9 @@ live, so, like a recipe, a script runs them once and commits what it measured (`
 configuration, every seed's numbers, the time and the machine). The lecture plots the record with its spread,
 asserts its claims on it, and re-runs one of its runs live to show the record is what this code gives::
 
+    python -m course_utils recipe norm-warmup    # chapter 02: post-norm and pre-norm, with and without warm-up
     python -m course_utils recipe cnn-vs-vit     # chapter 03: CNN, ViT and hybrid on 5% to 100% of the digits
+    python -m course_utils recipe finetuning     # chapter 04: a pretrained backbone against scratch, 100 to 1,600 images
     python -m course_utils recipe clip-stems     # chapter 05: plain and hybrid mini-CLIP, held-out pairs
     python -m course_utils recipe samplers       # chapter 06: DDPM against DDIM, judged, from three trainings
     python -m course_utils recipe guidance       # chapter 07: guidance scales, adherence and diversity
@@ -27,14 +29,15 @@ from course_utils.eval.metrics import evaluate
 from course_utils.models.classifiers import SmallCNN
 from course_utils.models.clip import MiniCLIPConfig, build_clip
 from course_utils.models.vit import ViT, ViTConfig
-from course_utils.training.classifier import DIGITS_TRAINING, train_classifier
+from course_utils.training.classifier import DIGITS_TRAINING, TrainConfig, train_classifier
 from course_utils.training.clip import ClipTrainConfig, train_clip
 from course_utils.training.diffusion import DiffusionTrainConfig
 from course_utils.training.records import machine as _machine
 from course_utils.training.records import read_record, write_record
 
-__all__ = ["SWEEP_FRACTIONS", "SWEEP_MODELS", "SEEDS", "STEMS_TRAINING", "experiment_record", "run_cnn_vs_vit",
-           "run_clip_stems", "run_guidance", "guidance_run", "run_samplers", "samplers_run", "samplers_model", "samplers_judge", "SAMPLERS_TRAINING", "SAMPLERS_WIDTHS", "SAMPLERS_N", "DDIM_STEPS", "GUIDANCE_SCALES", "GUIDANCE_SEEDS", "stems_model", "sweep_run"]
+__all__ = ["NORM_DEPTH", "NORM_LRS", "NORM_ORDERS", "NORM_TRAINING", "NORM_WARMUPS", "norm_model", "norm_run",
+           "run_norm_warmup", "SWEEP_FRACTIONS", "SWEEP_MODELS", "SEEDS", "STEMS_TRAINING", "experiment_record", "run_cnn_vs_vit",
+           "run_clip_stems", "run_finetuning", "finetune_run", "finetune_models", "FINETUNE_SIZES", "FINETUNE_TRAINING", "run_guidance", "guidance_run", "run_samplers", "samplers_run", "samplers_model", "samplers_judge", "SAMPLERS_TRAINING", "SAMPLERS_WIDTHS", "SAMPLERS_N", "DDIM_STEPS", "GUIDANCE_SCALES", "GUIDANCE_SEEDS", "stems_model", "sweep_run"]
 
 EXPERIMENTS = Path(__file__).parent / "experiments"
 SEEDS = (0, 1, 2)
@@ -91,6 +94,77 @@ def run_cnn_vs_vit(out: Path = EXPERIMENTS, seeds=SEEDS) -> dict:
         "seconds": round(time.perf_counter() - start, 1), "machine": _machine(),
     }
     return _write(out, "cnn-vs-vit", record)
+
+
+# ---------------------------------------------------------------- chapter 04: fine-tuning against training from scratch
+
+FINETUNE_SIZES = (100, 200, 400, 800, 1600)  # training images of shapes (nested: the first n of one set)
+FINETUNE_TRAINING = TrainConfig(epochs=20, batch_size=32, lr=1e-3, weight_decay=0.05, warmup=0.1, augment=False,
+                                seed=0)
+FINETUNE_TEST = 500  # test images of shapes (another seed)
+
+
+def finetune_models(seed: int):
+    """Chapter 04's two starts for the 5 shapes, initialised from ``seed``: its digits ViT stand-in with a new head
+    (``from_pretrained``), and the same architecture from random weights."""
+    from transformers import ViTConfig as HFViTConfig
+    from transformers import ViTForImageClassification
+    from transformers.utils.logging import disable_progress_bar, set_verbosity_error
+
+    from course_utils.data.shapes import SHAPES
+    from course_utils.weights.standins import build_standin
+
+    set_verbosity_error()  # the "newly initialized: classifier" warning is what we ask for
+    disable_progress_bar()
+    backbone = build_standin("google/vit-base-patch16-224")
+    labels = dict(enumerate(SHAPES))
+    new = dict(num_labels=len(labels), id2label=labels, label2id={v: k for k, v in labels.items()})
+    torch.manual_seed(seed)
+    pretrained = ViTForImageClassification.from_pretrained(backbone, ignore_mismatched_sizes=True, **new)
+    torch.manual_seed(seed)
+    scratch = ViTForImageClassification(HFViTConfig.from_pretrained(backbone, **new))
+    return {"pretrained": pretrained, "scratch": scratch}
+
+
+def finetune_run(size: int, seed: int) -> dict[str, list[float]]:
+    """Both starts trained on the first ``size`` training shapes with ``FINETUNE_TRAINING`` (seed ``seed``): each
+    one's test accuracy after every epoch."""
+    from course_utils.data.digits import normalize
+    from course_utils.data.shapes import make_shapes
+    from course_utils.models.classifiers import ImagesToLogits
+
+    train, test = make_shapes(size, size=16, seed=0), make_shapes(FINETUNE_TEST, size=16, seed=1)
+    curves = {}
+    for name, net in finetune_models(seed).items():
+        run = train_classifier(ImagesToLogits(net), normalize(train.images), train.shape,
+                               replace(FINETUNE_TRAINING, seed=seed), normalize(test.images), test.shape,
+                               progress=False)
+        curves[name] = [round(a, 4) for a in run.test_accuracy]
+    return curves
+
+
+def run_finetuning(out: Path = EXPERIMENTS, seeds=SEEDS) -> dict:
+    """Both starts at every training size for every seed; writes ``finetuning.json``."""
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    curves = {"pretrained": [[None] * len(seeds) for _ in FINETUNE_SIZES],
+              "scratch": [[None] * len(seeds) for _ in FINETUNE_SIZES]}
+    runs = [(i, size, j, seed) for i, size in enumerate(FINETUNE_SIZES) for j, seed in enumerate(seeds)]
+    for i, size, j, seed in tqdm(runs, desc="fine-tuning against scratch, 3 seeds"):
+        for name, curve in finetune_run(size, seed).items():
+            curves[name][i][j] = curve
+    record = {
+        "what": "chapter 04: test accuracy on the 5 shapes after every epoch, of chapter 04's digits ViT fine-tuned "
+                "with a new head and of the same architecture trained from scratch, on several numbers of training "
+                "images, for several seeds",
+        "script": "python -m course_utils recipe finetuning (course_utils/weights/experiments.py)",
+        "training": asdict(FINETUNE_TRAINING), "sizes": list(FINETUNE_SIZES), "test_images": FINETUNE_TEST,
+        "seeds": list(seeds),
+        "accuracy": curves,  # accuracy[start][size index][seed index][epoch]
+        "seconds": round(time.perf_counter() - start, 1), "machine": _machine(),
+    }
+    return _write(out, "finetuning", record)
 
 
 # ---------------------------------------------------------------- chapter 05: plain and hybrid mini-CLIP
@@ -235,6 +309,69 @@ def run_guidance(parts, judge, out: Path = EXPERIMENTS, seeds=GUIDANCE_SEEDS) ->
     return _write(out, "guidance", record)
 
 
+# ---------------------------------------------------------------- chapter 02: post-norm, pre-norm and warm-up
+
+NORM_ORDERS = ("post-norm", "pre-norm")
+NORM_LRS = (2e-3, 5e-3, 1e-2)  # peak learning rates
+NORM_WARMUPS = {"no warm-up": 0.0, "warm-up": 0.1}  # the one-cycle schedule's warm-up, a fraction of the steps
+NORM_DEPTH = 6  # encoder blocks: deeper than the tiny ViT's four
+NORM_TRAINING = replace(DIGITS_TRAINING, epochs=10)  # 230 steps of chapter 03's recipe; lr and warm-up vary
+
+
+def norm_model(order: str) -> ViT:
+    """A fresh tiny ViT, ``NORM_DEPTH`` blocks deep, in either order (seed torch first): "pre-norm" is ViT's own
+    block; "post-norm" swaps in the original transformer's (``TransformerEncoderBlock(pre_norm=False)``). Both keep
+    the embedding, the final LayerNorm and the head."""
+    from course_utils.models.transformer import TransformerEncoderBlock
+
+    if order not in NORM_ORDERS:
+        raise ValueError(f"unknown order {order!r}: expected one of {list(NORM_ORDERS)}")
+    config = replace(ViTConfig.tiny(), depth=NORM_DEPTH)
+    model = ViT(config)
+    if order == "post-norm":
+        model.blocks = torch.nn.ModuleList([TransformerEncoderBlock(config.dim, config.num_heads, config.mlp_dim,
+                                                                    pre_norm=False) for _ in range(config.depth)])
+    return model
+
+
+def norm_run(order: str, lr: float, warmup: str, seed: int, data=None) -> tuple[float, float]:
+    """Train ``norm_model(order)`` on all the training digits with ``NORM_TRAINING`` at peak learning rate ``lr``,
+    with or without warm-up (a key of ``NORM_WARMUPS``); its test accuracy and its last epoch's training loss."""
+    data = data if data is not None else digits_data(size=16, channels=3)
+    torch.manual_seed(seed)
+    model = norm_model(order)
+    history = train_classifier(model, data.x_train, data.y_train,
+                               replace(NORM_TRAINING, lr=lr, warmup=NORM_WARMUPS[warmup], seed=seed), progress=False)
+    return evaluate(model, data.x_test, data.y_test), history.loss[-1]
+
+
+def run_norm_warmup(out: Path = EXPERIMENTS, seeds=SEEDS) -> dict:
+    """Both orders, with and without warm-up, at every learning rate, for every seed; writes ``norm-warmup.json``."""
+    from tqdm.auto import tqdm
+
+    data = digits_data(size=16, channels=3)
+    start = time.perf_counter()
+    accuracy, loss = ({order: {w: [[None] * len(seeds) for _ in NORM_LRS] for w in NORM_WARMUPS} for order in NORM_ORDERS}
+                      for _ in range(2))
+    runs = [(i, lr, j, s, order, w) for i, lr in enumerate(NORM_LRS) for j, s in enumerate(seeds)
+            for order in NORM_ORDERS for w in NORM_WARMUPS]
+    for i, lr, j, seed, order, warmup in tqdm(runs, desc="post-norm and pre-norm, with and without warm-up"):
+        acc, last = norm_run(order, lr, warmup, seed, data)
+        accuracy[order][warmup][i][j], loss[order][warmup][i][j] = round(acc, 4), round(last, 4)
+    record = {
+        "what": "chapter 02: test accuracy on the digits of a 6-block tiny ViT with post-norm or pre-norm blocks, "
+                "trained with and without a learning-rate warm-up at several peak learning rates, for several seeds",
+        "script": "python -m course_utils recipe norm-warmup (course_utils/weights/experiments.py)",
+        "config": asdict(replace(ViTConfig.tiny(), depth=NORM_DEPTH)), "training": asdict(NORM_TRAINING),
+        "orders": list(NORM_ORDERS), "lrs": list(NORM_LRS), "warmups": NORM_WARMUPS,
+        "seeds": list(seeds), "test_images": len(data.x_test),
+        "accuracy": accuracy,  # accuracy[order][warm-up][lr index][seed index]
+        "loss": loss,  # the last epoch's mean training loss, the same layout
+        "seconds": round(time.perf_counter() - start, 1), "machine": _machine(),
+    }
+    return _write(out, "norm-warmup", record)
+
+
 # ---------------------------------------------------------------- records
 
 def _write(out: Path, name: str, record: dict) -> dict:
@@ -245,7 +382,7 @@ def _write(out: Path, name: str, record: dict) -> dict:
 
 
 def experiment_record(name: str, folder: Path = EXPERIMENTS) -> dict:
-    """A committed experiment's record (``cnn-vs-vit``, ``clip-stems``, ``samplers`` or ``guidance``)."""
+    """A committed experiment's record (``norm-warmup``, ``cnn-vs-vit``, ``finetuning``, ``clip-stems``, ``samplers`` or ``guidance``)."""
     path = Path(folder) / f"{name}.json"
     if not path.is_file():
         raise FileNotFoundError(f"no recorded experiment {name!r} at {path}: run `python -m course_utils recipe {name}`")

@@ -1,4 +1,5 @@
-"""Checks for exercise 04, an image processor by hand: ``pixel_values_by_hand(image, processor)``.
+"""Checks for exercise 04: an image processor by hand, ``pixel_values_by_hand(image, processor)``, and an experiment
+on the recorded fine-tuning sweep, ``images_to_match(accuracy, sizes, size)`` (at the end of this file).
 
 The contract: ``image`` is an (H, W, 3) uint8 NumPy array; ``processor`` a transformers image processor of the
 ViT kind (``ViTImageProcessor``, ``DeiTImageProcessor``, ...). Return what ``processor(images=image,
@@ -13,14 +14,27 @@ normalisation: on average within half a level, nowhere further than ten. Every s
 """
 from __future__ import annotations
 
+import statistics
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from course_utils.grading.checks import CheckFailed, call, fmt_shape, keep_rng, passed, require_callable
+from course_utils.grading.checks import (
+    CheckFailed,
+    answer_or_none,
+    call,
+    explain_answers,
+    first_choice,
+    fmt_shape,
+    keep_rng,
+    mean,
+    passed,
+    require_callable,
+)
 
-__all__ = ["check_pixel_values", "sample_processors", "sample_images"]
+__all__ = ["check_pixel_values", "sample_processors", "sample_images", "check_images_to_match"]
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -187,3 +201,122 @@ def _compare(out, ref, image, p, where: str) -> None:
                       f"{largest:.0f} at most (resize libraries differ by under half a level on average and ten at "
                       f"most) for {where}: resize, crop the centre, rescale, normalise, in that order, as the "
                       "processor's settings say")
+
+
+# ------------------------------------------------------------------ images_to_match: an experiment on fine-tuning
+
+def _final(runs):
+    return [curve[-1] for curve in runs]
+
+
+def _to_match(accuracy, sizes, size, *, target=None, reached=None, summary=_final, seeds=mean, strict=False,
+              above_only=False, same_start=False, **slips):
+    """The contract's answer, and (through the keywords, ``slips`` those of ``first_choice``) the answers of the
+    classic mistakes. ``accuracy[start][size index][seed index][epoch]``."""
+    i = list(sizes).index(size)
+    goal = (target or seeds)(summary(accuracy["pretrained"][i]))
+    scratch = "pretrained" if same_start else "scratch"
+    hits = [k for k, runs in enumerate(accuracy[scratch])
+            if (not above_only or k > i) and ((reached or seeds)(summary(runs)) > goal if strict
+                                             else (reached or seeds)(summary(runs)) >= goal)]
+    return first_choice(hits, list(sizes), **slips)
+
+
+def _curves(*finals, epochs=4, start=0.2):
+    """Made-up learning curves that rise in a straight line to the given final accuracies (one list per seed)."""
+    return [[round(start + (f - start) * (e + 1) / epochs, 4) for e in range(epochs)] for f in finals]
+
+
+def _record(pretrained, scratch, **curves):
+    """A made-up record from each start's final accuracies (a number for three equal seeds, or a list per seed);
+    ``curves`` replaces a whole run's curves: ``pretrained_0`` for the pretrained runs at the first size."""
+    record = {name: [_curves(*(f if isinstance(f, list) else [f] * 3)) for f in finals]
+              for name, finals in (("pretrained", pretrained), ("scratch", scratch))}
+    for key, runs in curves.items():
+        name, i = key.rsplit("_", 1)
+        record[name][int(i)] = runs
+    return record
+
+
+_SIZES = [50, 100, 200, 400]
+_MATCH_CASES = [  # (what the case is about, accuracy, size); ties only in the one case made for them, in binary fractions
+    ("worth twice the data", _record([0.5, 0.6, 0.7, 0.8], [0.4, 0.52, 0.62, 0.72]), 50),
+    ("worth four times the data", _record([0.6, 0.7, 0.8, 0.9], [0.4, 0.5, 0.6, 0.82]), 100),
+    ("never matched", _record([0.6, 0.7, 0.8, 0.95], [0.4, 0.5, 0.6, 0.68]), 100),
+    ("an exact tie reaches", _record([0.5, 0.625, 0.75, 0.875], [0.25, 0.5, 0.625, 0.75]), 100),
+    ("pre-training hurts", _record([0.3, 0.4, 0.5, 0.6], [0.35, 0.52, 0.62, 0.72]), 200),
+    ("one lucky seed from scratch", _record([0.5, 0.6, 0.7, 0.8], [0.4, [0.42, 0.42, 0.6], 0.62, 0.72]), 50),
+    ("one unlucky pretrained seed", _record([0.5, [0.74, 0.74, 0.5], 0.8, 0.9], [0.4, 0.55, 0.68, 0.76]), 100),
+    ("the first seed misleads", _record([0.5, 0.6, 0.7, 0.8], [0.4, [0.6, 0.4, 0.4], 0.62, 0.72]), 50),
+    ("the last epoch is not the best", _record([0.5, 0.7, 0.8, 0.9], [0.4, 0.5, 0.66, 0.78],
+                                               scratch_2=[[0.2, 0.75, 0.7, 0.66]] * 3), 100),
+    ("fast to learn, then level", _record([0.55, 0.7, 0.8, 0.9], [0.4, 0.56, 0.66, 0.76],
+                                          pretrained_0=[[0.45, 0.5, 0.52, 0.55]] * 3), 50),
+    ("a mean reached, not every seed", _record([0.5, 0.6, 0.7, 0.8], [0.4, [0.45, 0.45, 0.62], 0.64, 0.72]), 50),
+]
+_first, _best, _worst = (lambda seeds: seeds[0]), max, min
+
+
+def _over_epochs(runs):
+    return [mean(curve) for curve in runs]
+
+
+def _best_epoch(runs):
+    return [max(curve) for curve in runs]
+
+
+_MATCH_MISTAKES = [  # (the mistake's answer on one case, the message)
+    (lambda a, s, n: _to_match(a, s, n, index=True),
+     "returns the position in `sizes`, not the number of images: return sizes[i]"),
+    (lambda a, s, n: _to_match(a, s, n, strict=True),
+     "a model from scratch that exactly equals the pretrained one has reached it: use >=, not >"),
+    (lambda a, s, n: _to_match(a, s, n, summary=_over_epochs),
+     "averages each run over its epochs: the contract compares the accuracy after the last epoch"),
+    (lambda a, s, n: _to_match(a, s, n, summary=_best_epoch),
+     "takes each run's best epoch: the contract compares the accuracy after the last epoch (the best epoch is "
+     "chosen by looking at the test set)"),
+    (lambda a, s, n: _to_match(a, s, n, seeds=_first),
+     "uses one seed (the first): average each start's final accuracy over the seeds, then compare the means"),
+    (lambda a, s, n: _to_match(a, s, n, seeds=_best),
+     "uses the best seed: average over the seeds, then compare the means"),
+    (lambda a, s, n: _to_match(a, s, n, target=_best),
+     "compares with the pretrained model's best seed: compare mean with mean"),
+    (lambda a, s, n: _to_match(a, s, n, reached=_best),
+     "counts a size as reached when one scratch seed gets there: compare the scratch mean with the pretrained mean"),
+    (lambda a, s, n: _to_match(a, s, n, reached=_worst),
+     "asks every scratch seed to reach the target: compare the scratch mean with the pretrained mean"),
+    (lambda a, s, n: _to_match(a, s, n, seeds=statistics.median),
+     "takes the median over the seeds: the contract asks for the mean"),
+    (lambda a, s, n: _to_match(a, s, n, above_only=True),
+     "only looks at sizes above `size`: when pre-training does not help, scratch matches it at `size` or below"),
+    (lambda a, s, n: _to_match(a, s, n, last_if_never=True),
+     "when no size in the record matches, return None, not the largest size"),
+    (lambda a, s, n: _to_match(a, s, n, largest=True),
+     "returns the largest size that matches: the smallest is the answer"),
+]
+
+
+def check_images_to_match(images_to_match) -> None:
+    """Check ``images_to_match(accuracy, sizes, size)`` -> the smallest of ``sizes`` at which training from scratch
+    reaches (mean over the seeds of the final epoch, ``>=``) the pretrained model's mean at ``size``, or None, on eleven
+    made-up records (nested lists, as in the JSON record); a mistake is named only when it gives every answer the
+    student gave."""
+    import copy
+
+    require_callable(images_to_match, "images_to_match")
+    answers = []
+    for case, accuracy, size in _MATCH_CASES:
+        given, sizes = copy.deepcopy(accuracy), list(_SIZES)
+        got = call(images_to_match, given, sizes, size, what="your images_to_match", where=f"on the record '{case}'")
+        if given != accuracy or sizes != _SIZES:
+            raise CheckFailed("your images_to_match changed its input in place (the accuracy record or the sizes): "
+                              "read them, and compute new lists or arrays")
+        answer_or_none(got, "images_to_match")
+        answers.append(got)
+    explain_answers(answers, [_to_match(a, _SIZES, n) for _, a, n in _MATCH_CASES], [case for case, *_ in _MATCH_CASES],
+                    [([mistake(a, list(_SIZES), n) for _, a, n in _MATCH_CASES], message)
+                     for mistake, message in _MATCH_MISTAKES],
+                    "the smallest size at which the scratch runs' mean final accuracy is at least the pretrained runs' "
+                    "mean final accuracy at `size` (None if never)")
+    passed(f"the smallest size at which training from scratch catches up, from the means over the seeds of the last "
+           f"epoch, on {len(_MATCH_CASES)} made-up records (ties reach, None when never)")

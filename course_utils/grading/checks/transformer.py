@@ -4,6 +4,7 @@ NeurIPS 2017, section 3.1) and the pre-norm order of the Vision Transformer (Dos
 
     check_layer_norm(layer_norm)
     check_transformer_block(TransformerEncoderBlock)
+    check_largest_lr(largest_lr)
 
 The contract of the student's code:
 
@@ -17,6 +18,9 @@ The contract of the student's code:
     pre-norm (ViT)  x = x + attn(norm1(x)); x = x + mlp(norm2(x))   when pre_norm is True,
     post-norm       x = norm1(x + attn(x)); x = norm2(x + mlp(x))   when it is False,
     with ``mask`` passed on to ``attn`` (True where a token may attend).
+(c) ``largest_lr(accuracy, lrs, order, warmup, target=0.9)``: ``accuracy[order][warmup]`` holds one list of
+    per-seed test accuracies per learning rate of ``lrs`` (increasing), as in the record ``norm-warmup``; the
+    answer is the largest learning rate at which every seed reaches ``target`` (>=), or None.
 
 Any correct implementation passes (mean and variance by hand, ``x.var``, ``torch.var_mean`` or einsum; an if/else
 or helper sub-layers); the mistakes recognised are the message constants below, each a planted buggy variant. The
@@ -26,6 +30,7 @@ equals ``torch.nn.TransformerEncoderLayer`` (``to_torch_layer``).
 from __future__ import annotations
 
 import math
+import statistics
 
 import torch
 import torch.nn.functional as F
@@ -34,11 +39,15 @@ from torch import nn
 from course_utils.grading.checks import (
     NO_GRAD,
     CheckFailed,
+    answer_or_none,
     call,
     close,
+    explain_answers,
+    first_choice,
     first_match,
     fmt_shape,
     keep_rng,
+    mean,
     passed,
     randn,
     require_callable,
@@ -49,7 +58,7 @@ from course_utils.interop.torch_nn import to_torch_layer
 from course_utils.models.attention import causal_mask, padding_mask
 from course_utils.models.transformer import TransformerEncoderBlock as _Reference
 
-__all__ = ["check_layer_norm", "check_transformer_block"]
+__all__ = ["check_largest_lr", "check_layer_norm", "check_transformer_block"]
 
 # Shape legend: ... any leading dimensions, D features (the width); B batch, N tokens, M hidden
 # width of the feed-forward network (mlp_dim).
@@ -503,3 +512,116 @@ def check_transformer_block(cls) -> None:
         passed(f"equals torch.nn.TransformerEncoderLayer({D}, {H}, {M}, activation='gelu', norm_first=True "
                "or False) with the same weights")
     print("All checks passed: TransformerEncoderBlock is correct.")
+
+
+# ------------------------------------------------------------------ largest_lr: an experiment on warm-up
+
+def _largest(accuracy, lrs, order, warmup, target, *, seeds=min, inclusive=True, stop_at_failure=False,
+             first_failure=False, **slips):
+    """The contract's answer, and (through the keywords, ``slips`` those of ``first_choice``) the answers of the
+    classic mistakes: ``seeds`` sums up a learning rate's seeds (the right one, min: every seed reaches the target)."""
+    hits = []
+    for i, runs in enumerate(accuracy[order][warmup]):
+        value = seeds(runs)
+        if value >= target if inclusive else value > target:
+            hits.append(i)
+        elif stop_at_failure or first_failure:
+            if first_failure:
+                return lrs[i]
+            break
+    if first_failure:
+        return None
+    return first_choice(hits, lrs, largest=not slips.pop("smallest", False), **slips)
+
+
+def _lr_record(post_none, post_warm, pre_none, pre_warm):
+    """A made-up record in the JSON's layout: one list per order and warm-up, one entry per learning rate, each a
+    list of three seeds' accuracies (a single number stands for three equal seeds)."""
+    def seeds(entries):
+        return [list(e) if isinstance(e, (list, tuple)) else [e] * 3 for e in entries]
+
+    return {"post-norm": {"no warm-up": seeds(post_none), "warm-up": seeds(post_warm)},
+            "pre-norm": {"no warm-up": seeds(pre_none), "warm-up": seeds(pre_warm)}}
+
+
+_LRS = [1e-3, 3e-3, 1e-2, 3e-2]
+_TYPICAL = _lr_record([0.95, [0.93, 0.94, 0.92], 0.10, 0.10], [0.96, 0.96, [0.95, 0.93, 0.94], 0.10],
+                      [0.95, 0.95, [0.94, 0.92, 0.93], 0.30], [0.96, 0.96, 0.95, [0.91, 0.92, 0.93]])
+_LR_CASES = [  # (what the case is about, accuracy, order, warmup, target)
+    ("post-norm without warm-up", _TYPICAL, "post-norm", "no warm-up", 0.9),
+    ("post-norm with warm-up", _TYPICAL, "post-norm", "warm-up", 0.9),
+    ("pre-norm without warm-up", _TYPICAL, "pre-norm", "no warm-up", 0.9),
+    ("one seed diverges", _lr_record([0.95, [0.97, 0.85, 0.97], 0.10, 0.10], [0.96] * 4, [0.96] * 4, [0.96] * 4),
+     "post-norm", "no warm-up", 0.9),
+    ("only the first seed trains", _lr_record([0.95] * 4, [0.96] * 4, [0.96] * 4,
+                                              [0.95, 0.95, [0.95, 0.40, 0.50], 0.10]), "pre-norm", "warm-up", 0.9),
+    ("only the last seed trains", _lr_record([0.95] * 4, [0.96, [0.10, 0.50, 0.96], 0.10, 0.10], [0.96] * 4,
+                                             [0.96] * 4), "post-norm", "warm-up", 0.9),
+    ("one seed far behind", _lr_record([0.96] * 4, [0.96] * 4, [0.95, 0.95, [0.95, 0.95, 0.60], 0.10], [0.96] * 4),
+     "pre-norm", "no warm-up", 0.9),
+    ("a seed exactly at the target", _lr_record([0.5] * 4, [0.5] * 4, [0.875, [0.75, 0.875, 0.8125], 0.625, 0.25],
+                                                [0.5] * 4), "pre-norm", "no warm-up", 0.75),
+    ("never reaches the target", _lr_record([0.85, 0.80, 0.10, 0.10], [0.96] * 4, [0.96] * 4, [0.96] * 4),
+     "post-norm", "no warm-up", 0.9),
+    ("the smallest learning rate falls short", _lr_record([0.96] * 4, [0.96] * 4, [0.96] * 4,
+                                                         [[0.85, 0.95, 0.95], 0.95, 0.94, 0.10]),
+     "pre-norm", "warm-up", 0.9),
+    ("a lower target (0.5)", _lr_record([0.95, 0.80, 0.70, 0.10], [0.96] * 4, [0.96] * 4, [0.96] * 4),
+     "post-norm", "no warm-up", 0.5),
+]
+_LR_MISTAKES = [  # (the mistake's answer on one case, the message)
+    (lambda *case: _largest(*case, index=True),
+     "returns the position in `lrs`, not the learning rate: return lrs[i]"),
+    (lambda *case: _largest(*case, seeds=mean),
+     "compares the mean over the seeds with the target: every seed must reach it (one diverged seed is a failure)"),
+    (lambda *case: _largest(*case, seeds=max),
+     "counts a learning rate when any seed reaches the target (the best seed): every seed must reach it"),
+    (lambda *case: _largest(*case, seeds=lambda runs: runs[0]),
+     "uses one seed (the first): every seed must reach the target"),
+    (lambda *case: _largest(*case, seeds=statistics.median),
+     "compares the median over the seeds with the target: every seed must reach it"),
+    (lambda *case: _largest(*case, inclusive=False),
+     "a seed exactly at the target has reached it: use >=, not >"),
+    (lambda *case: _largest(*case, last_if_never=True),
+     "when no learning rate qualifies, return None, not the last learning rate"),
+    (lambda *case: _largest(*case, smallest=True),
+     "returns the smallest learning rate at which every seed reaches the target: the largest is the answer"),
+    (lambda *case: _largest(*case, stop_at_failure=True),
+     "stops at the first learning rate that falls short: the answer is the largest that qualifies, even if a "
+     "smaller one does not"),
+    (lambda *case: _largest(*case, first_failure=True),
+     "returns the first learning rate that falls short: return the largest at which every seed reaches the target"),
+    (lambda a, lrs, order, warmup, target: _largest(a, lrs, order, warmup, 0.9),
+     "uses a fixed target of 0.9: use the `target` you are given"),
+    (lambda a, lrs, order, warmup, target: _largest(a, lrs, "post-norm", warmup, target),
+     "always reads the post-norm runs: read accuracy[order]"),
+    (lambda a, lrs, order, warmup, target: _largest(a, lrs, order, "no warm-up", target),
+     "always reads the runs without warm-up: read accuracy[order][warmup]"),
+]
+
+
+def check_largest_lr(largest_lr) -> None:
+    """Check ``largest_lr(accuracy, lrs, order, warmup, target=0.9)`` -> the largest learning rate at which every
+    seed of ``accuracy[order][warmup]`` reaches ``target``, or None, on eleven made-up records (nested lists, as in
+    the JSON record); a mistake is named only when it gives every answer the student gave."""
+    import copy
+
+    require_callable(largest_lr, "largest_lr")
+    answers = []
+    for case, accuracy, order, warmup, target in _LR_CASES:
+        given, lrs = copy.deepcopy(accuracy), list(_LRS)
+        got = call(largest_lr, given, lrs, order, warmup, target, what="your largest_lr",
+                   where=f"on the record '{case}'")
+        if given != accuracy or lrs != _LRS:
+            raise CheckFailed("your largest_lr changed its input in place (the accuracy record or the learning "
+                              "rates): read them, and compute new lists or arrays")
+        answer_or_none(got, "largest_lr")
+        answers.append(got)
+    explain_answers(answers, [_largest(a, _LRS, o, w, t) for _, a, o, w, t in _LR_CASES],
+                    [case for case, *_ in _LR_CASES],
+                    [([mistake(a, list(_LRS), o, w, t) for _, a, o, w, t in _LR_CASES], message)
+                     for mistake, message in _LR_MISTAKES],
+                    "the largest learning rate at which every seed of accuracy[order][warmup] reaches `target` "
+                    "(None if none does)")
+    passed(f"the largest learning rate at which every seed reaches the target, on {len(_LR_CASES)} made-up records "
+           "(every seed, ties count, None when none does)")
