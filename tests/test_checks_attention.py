@@ -623,3 +623,41 @@ def test_the_experiment_answers_as_the_notebook_says():
     answers = {share: below_loop(tops, lengths, share) for share in (0.2, 0.1, 0.02, 0.005)}
     assert answers == {0.2: 49, 0.1: 196, 0.02: 1024, 0.005: None}
     assert 0.04 < tops.mean(0)[2] < 0.065
+
+
+# Found by a blind run: answers that ignored `n` or kept one query passed before the spread test.
+def _top_fixed_n(lengths, d_k=64, n=512, seeds=(0, 1, 2)):
+    return top_loop(lengths, d_k, 512, seeds)
+
+
+def _top_square_queries(lengths, d_k=64, n=512, seeds=(0, 1, 2)):
+    return top_loop(lengths, d_k, d_k, seeds)  # (d_k, d_k) queries: n read as the width
+
+
+def _top_first_query(lengths, d_k=64, n=512, seeds=(0, 1, 2)):
+    rows = []
+    for seed in seeds:
+        g = torch.Generator().manual_seed(seed)
+        row = []
+        for L in lengths:
+            q, k = torch.randn(n, d_k, generator=g), torch.randn(L, d_k, generator=g)
+            row.append((q @ k.T / math.sqrt(d_k)).softmax(-1)[0].max())  # the first query only
+        rows.append(torch.stack(row))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("fn, fragment", [
+    (_top_fixed_n, "draw n queries, the n you are given"),
+    (_top_square_queries, "draw n queries, the n you are given"),
+    (_top_first_query, "as much as one query's would"),
+], ids=["n fixed at 512", "(d_k, d_k) queries", "the first query only"])
+def test_blind_run_mistakes_are_named(fn, fragment):
+    fails(check_top_weight, fn, fragment)
+
+
+def test_first_below_counts_the_first_length():
+    def from_the_second(tops, lengths, share):
+        means = tops.mean(dim=0)
+        return next((lengths[j] for j in range(1, len(lengths)) if means[j] < share), None)
+
+    fails(check_first_below, from_the_second, "below from the first length on")

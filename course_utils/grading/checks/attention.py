@@ -522,6 +522,13 @@ TOP_OWN_GENERATOR = ("seed 3 alone gives other numbers than seed 3 among (7, 3, 
                      "every seed, torch.Generator().manual_seed(seed), rather than one generator for all of them")
 TOP_GLOBAL_RNG = ("changes torch's global random state (torch.manual_seed or an unseeded draw): draw from your own "
                   "generator, torch.randn(..., generator=g), and leave the notebook's random numbers alone")
+TOP_N_IGNORED = ("with n=1 your values hardly differ from seed to seed, as if each were a mean over many queries: draw "
+                 "n queries, the n you are given (not 512, nor d_k)")
+TOP_ONE_QUERY = ("with n=512 your values differ from seed to seed as much as one query's would: take each query's "
+                 "largest weight, then the mean over all n queries")
+# The spread test: 12 seeds at 16 keys. One query's largest weight varies between seeds by 43% of its mean (measured),
+# a mean over 512 by 3%; the check asks for more than 15% at n=1 and less than 10% at n=512.
+_SPREAD_SEEDS, _SPREAD_ONE, _SPREAD_MANY = tuple(range(20, 32)), 0.15, 0.10
 TOP_MISTAKES = [  # (the keywords of _top_draw that plant it, the message)
     ({"scale": "none"}, NOT_SCALED),
     ({"scale": "dk"}, BY_DK),
@@ -651,7 +658,18 @@ def check_top_weight(top_weight) -> None:
     alone, m2 = _top_call(top_weight, other, {**keywords, "seeds": (3,)})
     if not close(alone[0], tables[1][keywords["seeds"].index(3)], rtol=1e-5, atol=1e-7):
         raise CheckFailed(TOP_OWN_GENERATOR)
-    passed("each seed has its own draws: another seed, other numbers; a second call, or one seed alone, the same")
+    spread = {}
+    for n in (1, 512):
+        table, m3 = _top_call(top_weight, [16], {"n": n, "seeds": _SPREAD_SEEDS})
+        values = table[:, 0]
+        spread[n] = (values.std() / values.mean()).item()
+        moved = moved or m3
+    if not spread[1] > _SPREAD_ONE:
+        raise CheckFailed(TOP_N_IGNORED)
+    if not spread[512] < _SPREAD_MANY:
+        raise CheckFailed(TOP_ONE_QUERY)
+    passed("each seed has its own draws: another seed, other numbers; a second call, or one seed alone, the same; "
+           "n queries per seed")
     if moved or m or m2:
         raise CheckFailed(TOP_GLOBAL_RNG)
     passed("torch's global random state is left alone")
@@ -692,7 +710,7 @@ _BELOW_CASES = [  # (what the record is about, tops (seeds, lengths), share)
     ("a skewed seed", _rows([0.3, 0.05, 0.05, 0.02, 0.01], [0.3, 0.05, 0.05, 0.02, 0.01],
                             [0.3, 0.35, 0.05, 0.02, 0.01]), 0.1),
     ("below, then above again", _rows([0.3, 0.08, 0.12, 0.05, 0.01], [0.3, 0.08, 0.12, 0.05, 0.01],
-                                      [0.3, 0.08, 0.12, 0.05, 0.01]), 0.1),
+                                      [0.3, 0.08, 0.12, 0.05, 0.01]), 0.1),    ("below from the first length on", _TYPICAL, 0.3),
 ]
 BELOW_MISTAKES = [  # (the mistake's answer on one record, the message)
     (lambda t, L, s: _below(t, L, s, index=True), "returns the position in `lengths`, not the length: return lengths[i]"),
@@ -718,7 +736,7 @@ BELOW_MISTAKES = [  # (the mistake's answer on one record, the message)
 
 def check_first_below(first_below) -> None:
     """Check ``first_below(tops, lengths, share)`` -> the first length whose mean over the seeds (``tops`` is
-    (seeds, lengths), as top_weight returns it) is strictly below ``share``, or None, on nine made-up tables; a mistake is
+    (seeds, lengths), as top_weight returns it) is strictly below ``share``, or None, on ten made-up tables; a mistake is
     named only when it gives every answer the student gave."""
     require_callable(first_below, "first_below")
     answers = []
