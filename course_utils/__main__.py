@@ -18,7 +18,7 @@ COMMANDS = {
     "check": ("course_utils.grading.checker", "check an exercise notebook against its solution (on a copy)"),
     "generate": ("course_utils.grading.exercises", "write exercises/ from solutions/ (course authors)"),
     "slides": ("course_utils.teaching.slides", "export every lecture as an HTML slide deck (reveal.js), into slides/"),
-    "recipe": ("course_utils.weights.recipes", "re-run a recipe, writing course_utils/weights/NAME/ (course authors)"),
+    "recipe": ("course_utils.weights.experiments", "re-run a recipe, writing course_utils/weights/NAME/ (course authors)"),
     "rehearse": ("course_utils.weights.rehearse",
                  "run the notebooks on the real-weights path against a local cache of random weights"),
 }

@@ -218,11 +218,12 @@ def test_denoising_loss_mistakes_are_named(case):
 def test_the_right_loss_reteaches_the_prompt_and_x0_does_not():
     """The judged short run: the contract's loss (in the by-hand style) raises the judge's colour-right share by far
     more than the check's 20 points; with x0 as the target it does not."""
-    from course_utils.weights.recipes import load_sd
-    parts = load_sd()
-    printed = run(lambda fn: C.check_denoising_training(fn, parts), make_loss(style="by-hand"))
+    from course_utils.weights.recipes import load_judge, load_sd
+    parts, judge = load_sd(), load_judge()
+    printed = run(lambda fn: C.check_denoising_training(fn, parts, judge), make_loss(style="by-hand"))
     assert "re-taught a UNet that had forgotten its prompt" in printed
-    fails(lambda fn: C.check_denoising_training(fn, parts, steps=20), make_loss(target="latents"), "not up by 20 points")
+    fails(lambda fn: C.check_denoising_training(fn, parts, judge, steps=20), make_loss(target="latents"),
+          "not up by 20 points")
 
 
 def test_the_forgetful_unet_forgets_only_the_prompt():

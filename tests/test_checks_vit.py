@@ -273,12 +273,15 @@ def test_embedding_mistakes_are_named(cls, message):
 
 # ---------------------------------------------------------------- train_vit: a loop the check runs
 
-def make_loop(epochs=25, style="one-cycle", zero=True, step=True, report="val", lr=3e-3, fail=False):
+def make_loop(epochs=25, style="one-cycle", zero=True, step=True, report="val", lr=3e-3, fail=False, data="train",
+              keep="every"):
     """A training loop in one of two correct styles; each other keyword plants one classic mistake."""
 
     def train_vit(model, x_train, y_train, x_val, y_val):
         if fail:
             raise KeyError("lr")
+        if data == "train+val":  # trains on the validation digits too
+            x_train, y_train = torch.cat([x_train, x_val]), torch.cat([y_train, y_val])
         batch_size = 64 if style == "one-cycle" else 32
         steps = epochs * math.ceil(len(x_train) / batch_size)
         if style == "one-cycle":
@@ -312,7 +315,7 @@ def make_loop(epochs=25, style="one-cycle", zero=True, step=True, report="val", 
                 x, y = (x_val, y_val) if report == "val" else (x_train, y_train)
                 accuracy = (model(x).argmax(-1) == y).float().mean()
             history.append(accuracy.item() if report != "tensor" else accuracy)
-        return history
+        return history[-1:] if keep == "last" else history
 
     return train_vit
 
@@ -331,7 +334,12 @@ TRAIN_MISTAKES = {  # one epoch is enough for each to be found
     "returns tensors": (dict(report="tensor"), "a list of floats"),
     "too little training": (dict(lr=1e-4), "below 95%"),
     "raises": (dict(fail=True), "your train_vit raised KeyError"),
+    "trains on the validation digits too": (dict(data="train+val"), "validation digits went through the model"),
 }
+
+
+def test_train_vit_returning_only_the_last_accuracy_is_named():
+    fails(check_train_vit, make_loop(epochs=2, keep="last"), "one validation accuracy for about 2 epochs")
 
 
 @pytest.mark.parametrize("case", TRAIN_MISTAKES)

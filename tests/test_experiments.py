@@ -70,6 +70,7 @@ def test_the_clip_stems_record_matches_the_code_and_holds_every_run():
         assert [r["seed"] for r in runs] == record["seeds"], name
         for r in runs:
             assert r["eval_step"] == steps and len(r["seen"]) == len(r["heldout"]) == len(steps), (name, r["seed"])
+            assert len(r["loss"]) == len(r["logit_scale"]) == X.STEMS_TRAINING.steps, (name, r["seed"])
 
 
 def test_the_samplers_record_matches_the_code_and_holds_every_run():

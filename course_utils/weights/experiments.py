@@ -189,7 +189,8 @@ def run_clip_stems(out: Path = EXPERIMENTS, seeds=SEEDS, stem_channels: int = 16
                                  desc=f"mini-CLIP {name}, seed {seed}")
             runs[name].append({"seed": seed, "seconds": round(history.seconds, 1), "eval_step": history.eval_step,
                                "seen": history.seen_accuracy, "heldout": history.heldout_accuracy,
-                               "first_losses": [round(x, 5) for x in history.loss[:10]]})
+                               "loss": [round(x, 5) for x in history.loss],
+                               "logit_scale": [round(x, 4) for x in history.logit_scale]})
     record = {
         "what": "chapter 05: zero-shot accuracy of a plain and a hybrid (conv stem) mini-CLIP on seen and held-out "
                 "colour-shape pairs, the same training for several seeds",
@@ -370,6 +371,31 @@ def run_norm_warmup(out: Path = EXPERIMENTS, seeds=SEEDS) -> dict:
         "seconds": round(time.perf_counter() - start, 1), "machine": _machine(),
     }
     return _write(out, "norm-warmup", record)
+
+
+# ---------------------------------------------------------------- the command
+
+def run(args) -> int:
+    """``python -m course_utils recipe NAME``: a recorded experiment (numbers over three seeds) here; every other name
+    is a recipe of weights, in ``recipes.run``. (This way round, the recipes never import the experiments, which
+    import the stand-ins, which import the recipes.)"""
+    import sys
+
+    from course_utils.device import default_threads
+    from course_utils.weights import recipes
+
+    runners = {"norm-warmup": run_norm_warmup, "cnn-vs-vit": run_cnn_vs_vit, "finetuning": run_finetuning,
+               "clip-stems": run_clip_stems, "samplers": run_samplers,
+               "guidance": lambda out: run_guidance(recipes.load_sd(), recipes.load_judge(), out)}
+    if args.name not in runners:
+        return recipes.run(args)
+    if args.measure:
+        print("recipe: --measure measures the sd recipe's weights only", file=sys.stderr)
+        return 2
+    torch.set_num_threads(default_threads())  # OMP_NUM_THREADS, when set, wins
+    record = runners[args.name](args.out or EXPERIMENTS)
+    print(f"{args.name}: {record['seconds'] / 60:.1f} min, written to {args.out or EXPERIMENTS}")
+    return 0
 
 
 # ---------------------------------------------------------------- records

@@ -316,22 +316,15 @@ def train_classifiers(out: Path = CLASSIFIERS_DIR) -> dict[str, dict]:
 
 
 def run(args) -> int:
-    """``python -m course_utils recipe {miniclip,judge,sd,classifiers,norm-warmup,cnn-vs-vit,finetuning,clip-stems,samplers,guidance} [--out DIR] [--measure]``."""
+    """``python -m course_utils recipe {miniclip,judge,sd,classifiers} [--out DIR] [--measure]``; the recorded
+    experiments' names arrive at ``experiments.run``, which hands every other name here."""
     from course_utils.device import default_threads
 
     if args.measure and args.name != "sd":
         print("recipe: --measure measures the sd recipe's weights only", file=sys.stderr)
         return 2
     torch.set_num_threads(default_threads())  # OMP_NUM_THREADS, when set, wins
-    if args.name in {"norm-warmup", "cnn-vs-vit", "finetuning", "clip-stems", "samplers", "guidance"}:  # recorded experiments: numbers over three seeds
-        from course_utils.weights import experiments
-
-        runner = {"norm-warmup": experiments.run_norm_warmup, "cnn-vs-vit": experiments.run_cnn_vs_vit, "finetuning": experiments.run_finetuning, "clip-stems": experiments.run_clip_stems,
-                  "samplers": experiments.run_samplers,
-                  "guidance": lambda out: experiments.run_guidance(load_sd(), load_judge(), out)}[args.name]
-        record = runner(args.out or experiments.EXPERIMENTS)
-        print(f"{args.name}: {record['seconds'] / 60:.1f} min, written to {args.out or experiments.EXPERIMENTS}")
-    elif args.name == "miniclip":
+    if args.name == "miniclip":
         record = train_miniclip(args.out or MINICLIP_DIR)
         print(json.dumps({k: record[k] for k in ("seconds", "parameters", "quality")}, indent=1))
     elif args.name == "judge":

@@ -307,8 +307,9 @@ def forgetful_unet(parts, seed: int = 0):
     return unet
 
 
-def check_denoising_training(denoising_loss, parts, steps: int = RETEACH_STEPS) -> Reteaching:
-    """Re-teach a UNet its prompt with the student's loss, and ask the judge whether it worked.
+def check_denoising_training(denoising_loss, parts, judge, steps: int = RETEACH_STEPS) -> Reteaching:
+    """Re-teach a UNet its prompt with the student's loss, and ask ``judge`` (the course's judge of generated shapes,
+    ``recipes.load_judge()``, passed in: grading does not load weights) whether it worked.
 
     The recipe's UNet with its cross-attention keys and values redrawn (``forgetful_unet``) draws shapes but ignores
     the prompt: the judge finds the prompt's colour in about a sixth of its images, by chance. ``steps`` steps of AdamW
@@ -319,11 +320,9 @@ def check_denoising_training(denoising_loss, parts, steps: int = RETEACH_STEPS) 
     from course_utils.data.shapes import make_shapes
     from course_utils.eval.metrics import prompt_adherence
     from course_utils.models.sd import PromptCache, SDParts, encode_images
-    from course_utils.weights.recipes import load_judge
 
     require_callable(denoising_loss, "denoising_loss")
     with keep_rng():
-        judge = load_judge()
         unet = forgetful_unet(parts)
         student = SDParts(parts.tokenizer, parts.text_encoder, parts.vae, unet, parts.scheduler)
         prompts = PromptCache(parts.tokenizer, parts.text_encoder)

@@ -568,6 +568,8 @@ _LR_CASES = [  # (what the case is about, accuracy, order, warmup, target)
      "pre-norm", "warm-up", 0.9),
     ("a lower target (0.5)", _lr_record([0.95, 0.80, 0.70, 0.10], [0.96] * 4, [0.96] * 4, [0.96] * 4),
      "post-norm", "no warm-up", 0.5),
+    ("a seed just below the target", _lr_record([0.96] * 4, [0.96, 0.95, [0.95, 0.895, 0.96], 0.10], [0.96] * 4,
+                                                [0.96] * 4), "post-norm", "warm-up", 0.9),
 ]
 _LR_MISTAKES = [  # (the mistake's answer on one case, the message)
     (lambda *case: _largest(*case, index=True),
@@ -582,6 +584,8 @@ _LR_MISTAKES = [  # (the mistake's answer on one case, the message)
      "compares the median over the seeds with the target: every seed must reach it"),
     (lambda *case: _largest(*case, inclusive=False),
      "a seed exactly at the target has reached it: use >=, not >"),
+    (lambda *case: _largest(*case, seeds=lambda runs: min(round(a, 2) for a in runs)),
+     "rounds the accuracies before comparing them: a seed at 0.895 has not reached 0.9"),
     (lambda *case: _largest(*case, last_if_never=True),
      "when no learning rate qualifies, return None, not the last learning rate"),
     (lambda *case: _largest(*case, smallest=True),
@@ -602,7 +606,7 @@ _LR_MISTAKES = [  # (the mistake's answer on one case, the message)
 
 def check_largest_lr(largest_lr) -> None:
     """Check ``largest_lr(accuracy, lrs, order, warmup, target=0.9)`` -> the largest learning rate at which every
-    seed of ``accuracy[order][warmup]`` reaches ``target``, or None, on eleven made-up records (nested lists, as in
+    seed of ``accuracy[order][warmup]`` reaches ``target``, or None, on twelve made-up records (nested lists, as in
     the JSON record); a mistake is named only when it gives every answer the student gave."""
     import copy
 

@@ -268,8 +268,9 @@ def check_train_vit(train_vit):
         before = [p.detach().clone() for p in model.parameters()]
         budget = BUDGET * _reference_epoch_seconds(model, data.x_train[train], data.y_train[train]) / EPOCH_SECONDS
         gradients = _watch_gradients(model)
+        seen = _watch_training_inputs(model, data.x_train[val])
         start = time.perf_counter()
-        with gradients:
+        with gradients, seen:
             history = call(train_vit, model, data.x_train[train], data.y_train[train], data.x_train[val],
                            data.y_train[val], what="your train_vit")
         seconds = time.perf_counter() - start
@@ -284,6 +285,10 @@ def check_train_vit(train_vit):
     if gradients.accumulated > gradients.fresh:
         raise CheckFailed("the gradients accumulate from one step to the next: reset them before each backward "
                           "pass (optimizer.zero_grad()), or every step also repeats all the steps before it")
+    if seen.validation:
+        raise CheckFailed(f"{seen.validation} validation digits went through the model with gradients on, in training "
+                          "mode: train on x_train only, and measure on x_val under model.eval() and torch.no_grad() "
+                          "(a model trained on its validation digits reports a score it did not earn)")
     passed(f"trained within the budget ({BUDGET} s on 2 cores, scaled to this machine, with a 2x margin)")
     model.eval()
     with torch.no_grad():
@@ -293,6 +298,9 @@ def check_train_vit(train_vit):
             isinstance(a, float) and 0 <= a <= 1 for a in history):
         raise CheckFailed("train_vit should return the validation accuracy after each epoch: a list of floats in "
                           f"[0, 1], got {history if not isinstance(history, (list, tuple)) else history[:3]!r}")
+    if len(history) == 1 and seen.samples >= 2 * len(train):
+        raise CheckFailed(f"one validation accuracy for about {seen.samples // len(train)} epochs of training: append "
+                          "one after every epoch, and return the whole list")
     if abs(history[-1] - val_acc) > 0.01:
         raise CheckFailed(f"your last validation accuracy ({history[-1]:.1%}) is not the trained model's on x_val, "
                           f"y_val ({val_acc:.1%}): measure it after the epoch, with model.eval() and "
@@ -304,6 +312,30 @@ def check_train_vit(train_vit):
         raise CheckFailed(f"{test_acc:.1%} on the 359 test digits, below {TARGET:.0%}: " + "; ".join(causes))
     passed(f"at least {TARGET:.0%} on the 359 test digits the loop never saw")
     return model, list(history)
+
+
+class _watch_training_inputs:
+    """Counts the images the model sees with gradients on in training mode (a training step's forward pass), and
+    how many of them are validation images, bit for bit (an augmented copy is not recognised)."""
+
+    def __init__(self, model: nn.Module, x_val: torch.Tensor):
+        self.model, self.samples, self.validation = model, 0, 0
+        self.known = {row.numpy().tobytes() for row in x_val.detach().float().flatten(1)}
+
+    def __enter__(self):
+        self.handle = self.model.register_forward_pre_hook(self._forward)
+        return self
+
+    def _forward(self, module, args):
+        x = args[0] if args else None
+        if not isinstance(x, torch.Tensor) or not (module.training and torch.is_grad_enabled()):
+            return
+        self.samples += len(x)
+        rows = x.detach().to("cpu", torch.float32).flatten(1)
+        self.validation += sum(row.numpy().tobytes() in self.known for row in rows)
+
+    def __exit__(self, *exc):
+        self.handle.remove()
 
 
 def _reference_epoch_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
