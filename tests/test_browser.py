@@ -51,6 +51,15 @@ def screenshot_path(name: str):
     return SCREENSHOTS / name
 
 
+def _read_whole(path):
+    """The saved notebook, or None while the server is still writing it: jupyter_server's "atomic" save copies the
+    old file aside and rewrites this one in place, so a reader can see it empty or cut short (seen in CI)."""
+    try:
+        return nbformat.read(path, as_version=4)
+    except ValueError:  # nbformat's NotJSONError, and a notebook cut short
+        return None
+
+
 @pytest.fixture(scope="module")
 def browser():
     executable = chromium_path()  # skips (or fails, when required) before anything starts
@@ -128,7 +137,7 @@ def lecture(browser, lab, request):
         page.keyboard.press("Control+s")
         poll(page, lambda: path.stat().st_mtime_ns != before, 30, f"JupyterLab to save {path} after Ctrl+S",
              explain=explain)
-        saved = nbformat.read(path, as_version=4)  # the server writes atomically: the file is whole
+        saved = poll(page, lambda: _read_whole(path), 30, f"{path} to be whole after the save", explain=explain)
 
         plot = page.locator(".jp-NotebookPanel .jp-OutputArea-output img").first
         if plot.count():
