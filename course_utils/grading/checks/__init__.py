@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 
 __all__ = ["CheckFailed", "passed", "fmt_shape", "call", "close", "first_match", "randn", "keep_rng",
-           "require_callable", "unchanged", "require_tensor", "same_answer", "answer_or_none", "explain_answers", "mean",
+           "require_callable", "unchanged", "require_tensor", "same_answer", "answer_or_none", "answers_on_records", "explain_answers", "mean",
            "first_choice",
            "NO_GRAD", "NOT_TENSOR"]
 
@@ -103,6 +103,25 @@ def answer_or_none(got, name: str) -> None:
     if got is not None and (isinstance(got, (bool, str)) or not hasattr(got, "__float__")):
         raise CheckFailed(f"{name} should return a number from the choices it was given, or None, got "
                           f"{type(got).__name__}: return the value itself")
+
+
+def answers_on_records(fn, name: str, calls, inputs: str) -> list:
+    """The answers of a student's ``fn`` on made-up records. ``calls`` holds one ``(case, args)`` or ``(case, args,
+    kwargs)`` per record: ``fn`` gets deep copies of ``args`` (so the records stay as made), and CheckFailed names the
+    record if it raises, changes what it was given (``inputs`` says what that is) or returns anything but a number or
+    None."""
+    import copy
+
+    answers = []
+    for case, args, *keywords in calls:
+        given = copy.deepcopy(args)
+        got = call(fn, *given, **(keywords[0] if keywords else {}), what=f"your {name}", where=f"on the record '{case}'")
+        if given != args:
+            raise CheckFailed(f"your {name} changed its input in place ({inputs}): read them, and compute new lists or "
+                              "arrays")
+        answer_or_none(got, name)
+        answers.append(got)
+    return answers
 
 
 def mean(values) -> float:

@@ -32,7 +32,7 @@ import torch
 
 from course_utils.grading.checks import (
     CheckFailed,
-    answer_or_none,
+    answers_on_records,
     call,
     close,
     explain_answers,
@@ -414,19 +414,11 @@ def check_fewest_ddim_steps(fewest_ddim_steps) -> None:
     """Check ``fewest_ddim_steps(ddpm, ddim, steps, within=0.15)`` -> the first ``steps[i]`` at which every trained
     model's DDIM share loses at most ``within`` against the same model's DDPM share, or None, on ten made-up records;
     a mistake is named only when it gives every answer the student gave."""
-    import copy
-
     require_callable(fewest_ddim_steps, "fewest_ddim_steps")
-    answers = []
-    for n, (case, ddpm, ddim, steps, within) in enumerate(_FEWEST_CASES):
-        given = copy.deepcopy([ddpm, ddim, steps])
-        margin = () if n == 0 else (within,)  # the first record relies on the default, within=0.15
-        got = call(fewest_ddim_steps, *given, *margin, what="your fewest_ddim_steps", where=f"on the record '{case}'")
-        if given != [ddpm, ddim, steps]:
-            raise CheckFailed("your fewest_ddim_steps changed its input in place (ddpm, ddim or steps): read them, and "
-                              "compute new lists or arrays")
-        answer_or_none(got, "fewest_ddim_steps")
-        answers.append(got)
+    answers = answers_on_records(fewest_ddim_steps, "fewest_ddim_steps",  # the first record: the default within=0.15
+                                 [(case, (ddpm, ddim, steps) + ((within,) if n else ()))
+                                  for n, (case, ddpm, ddim, steps, within) in enumerate(_FEWEST_CASES)],
+                                 "ddpm, ddim or steps")
     explain_answers(answers, [_fewest(p, d, s, w) for _, p, d, s, w in _FEWEST_CASES],
                     [case for case, *_ in _FEWEST_CASES],
                     [([mistake(p, d, list(s), w) for _, p, d, s, w in _FEWEST_CASES], message)

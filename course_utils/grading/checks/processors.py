@@ -23,7 +23,7 @@ from PIL import Image
 
 from course_utils.grading.checks import (
     CheckFailed,
-    answer_or_none,
+    answers_on_records,
     call,
     explain_answers,
     first_choice,
@@ -301,18 +301,10 @@ def check_images_to_match(images_to_match) -> None:
     reaches (mean over the seeds of the final epoch, ``>=``) the pretrained model's mean at ``size``, or None, on eleven
     made-up records (nested lists, as in the JSON record); a mistake is named only when it gives every answer the
     student gave."""
-    import copy
-
     require_callable(images_to_match, "images_to_match")
-    answers = []
-    for case, accuracy, size in _MATCH_CASES:
-        given, sizes = copy.deepcopy(accuracy), list(_SIZES)
-        got = call(images_to_match, given, sizes, size, what="your images_to_match", where=f"on the record '{case}'")
-        if given != accuracy or sizes != _SIZES:
-            raise CheckFailed("your images_to_match changed its input in place (the accuracy record or the sizes): "
-                              "read them, and compute new lists or arrays")
-        answer_or_none(got, "images_to_match")
-        answers.append(got)
+    answers = answers_on_records(images_to_match, "images_to_match",
+                                 [(case, (accuracy, _SIZES, size)) for case, accuracy, size in _MATCH_CASES],
+                                 "the accuracy record or the sizes")
     explain_answers(answers, [_to_match(a, _SIZES, n) for _, a, n in _MATCH_CASES], [case for case, *_ in _MATCH_CASES],
                     [([mistake(a, list(_SIZES), n) for _, a, n in _MATCH_CASES], message)
                      for mistake, message in _MATCH_MISTAKES],

@@ -25,7 +25,7 @@ import torch
 
 from course_utils.grading.checks import (
     CheckFailed,
-    answer_or_none,
+    answers_on_records,
     call,
     close,
     explain_answers,
@@ -429,19 +429,11 @@ def check_clear_gain(clear_gain) -> None:
     """Check ``clear_gain(runs, scales, key="seen")`` -> the smallest scale after ``scales[0]`` at which every seed's
     ``key`` beats every seed's at ``scales[0]`` (the worst above the best), or None, on eleven made-up records shaped
     like ``experiments/guidance.json``; a mistake is named only when it gives every answer the student gave."""
-    import copy
-
     require_callable(clear_gain, "clear_gain")
-    answers = []
-    for n, (case, runs, key, original) in enumerate(_GAIN_CASES):
-        given, scales = copy.deepcopy(runs), list(original)
-        keys = () if n == 0 else (key,)  # the first record relies on the default, key="seen"
-        got = call(clear_gain, given, scales, *keys, what="your clear_gain", where=f"on the record '{case}'")
-        if given != runs or scales != original:
-            raise CheckFailed("your clear_gain changed its input in place (the runs or the scales): read them, and "
-                              "compute new lists")
-        answer_or_none(got, "clear_gain")
-        answers.append(got)
+    answers = answers_on_records(clear_gain, "clear_gain",  # the first record relies on the default, key="seen"
+                                 [(case, (runs, scales) + ((key,) if n else ()))
+                                  for n, (case, runs, key, scales) in enumerate(_GAIN_CASES)],
+                                 "the runs or the scales")
     explain_answers(answers, [_clear_gain(r, sc, k) for _, r, k, sc in _GAIN_CASES], [c for c, *_ in _GAIN_CASES],
                     [([mistake(r, list(sc), k) for _, r, k, sc in _GAIN_CASES], message)
                      for mistake, message in _GAIN_MISTAKES],

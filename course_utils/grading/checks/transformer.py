@@ -39,7 +39,7 @@ from torch import nn
 from course_utils.grading.checks import (
     NO_GRAD,
     CheckFailed,
-    answer_or_none,
+    answers_on_records,
     call,
     close,
     explain_answers,
@@ -608,19 +608,11 @@ def check_largest_lr(largest_lr) -> None:
     """Check ``largest_lr(accuracy, lrs, order, warmup, target=0.9)`` -> the largest learning rate at which every
     seed of ``accuracy[order][warmup]`` reaches ``target``, or None, on twelve made-up records (nested lists, as in
     the JSON record); a mistake is named only when it gives every answer the student gave."""
-    import copy
-
     require_callable(largest_lr, "largest_lr")
-    answers = []
-    for case, accuracy, order, warmup, target in _LR_CASES:
-        given, lrs = copy.deepcopy(accuracy), list(_LRS)
-        got = call(largest_lr, given, lrs, order, warmup, target, what="your largest_lr",
-                   where=f"on the record '{case}'")
-        if given != accuracy or lrs != _LRS:
-            raise CheckFailed("your largest_lr changed its input in place (the accuracy record or the learning "
-                              "rates): read them, and compute new lists or arrays")
-        answer_or_none(got, "largest_lr")
-        answers.append(got)
+    answers = answers_on_records(largest_lr, "largest_lr",
+                                 [(case, (accuracy, _LRS, order, warmup, target))
+                                  for case, accuracy, order, warmup, target in _LR_CASES],
+                                 "the accuracy record or the learning rates")
     explain_answers(answers, [_largest(a, _LRS, o, w, t) for _, a, o, w, t in _LR_CASES],
                     [case for case, *_ in _LR_CASES],
                     [([mistake(a, list(_LRS), o, w, t) for _, a, o, w, t in _LR_CASES], message)

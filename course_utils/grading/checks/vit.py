@@ -21,7 +21,7 @@ from torch import nn
 
 from course_utils.grading.checks import (
     CheckFailed,
-    answer_or_none,
+    answers_on_records,
     call,
     close,
     explain_answers,
@@ -467,19 +467,11 @@ def check_data_to_catch_up(data_to_catch_up) -> None:
     """Check ``data_to_catch_up(accuracy, fractions, within=0.02, model="ViT")`` -> the smallest fraction at which
     ``model``'s mean accuracy over the seeds is at most ``within`` below the CNN's mean, or None, on ten made-up
     records (nested lists, as in the JSON record); a mistake is named only when it gives every answer the student gave."""
-    import copy
-
     require_callable(data_to_catch_up, "data_to_catch_up")
-    answers = []
-    for case, accuracy, within, model in _CATCH_UP_CASES:
-        given, fractions = copy.deepcopy(accuracy), list(_FRACTIONS)
-        got = call(data_to_catch_up, given, fractions, within, model=model, what="your data_to_catch_up",
-                   where=f"on the record '{case}'")
-        if given != accuracy or fractions != _FRACTIONS:
-            raise CheckFailed("your data_to_catch_up changed its input in place (the accuracy record or the fractions): "
-                              "read them, and compute new lists or arrays")
-        answer_or_none(got, "data_to_catch_up")
-        answers.append(got)
+    answers = answers_on_records(data_to_catch_up, "data_to_catch_up",
+                                 [(case, (accuracy, _FRACTIONS, within), {"model": model})
+                                  for case, accuracy, within, model in _CATCH_UP_CASES],
+                                 "the accuracy record or the fractions")
     explain_answers(answers, [_catch_up(a, _FRACTIONS, w, m) for _, a, w, m in _CATCH_UP_CASES],
                     [case for case, *_ in _CATCH_UP_CASES],
                     [([mistake(a, list(_FRACTIONS), w, m) for _, a, w, m in _CATCH_UP_CASES], message)
