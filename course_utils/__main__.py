@@ -74,7 +74,9 @@ def parser() -> argparse.ArgumentParser:
     rehearse.add_argument("--only", action="append", metavar="TEXT",
                           help="only notebooks whose path contains TEXT (repeatable)")
     rehearse.add_argument("--real-only", action="store_true",
-                          help="only the notebooks that resolve a real checkpoint (the others run the same either way)")
+                          help="only what the real path reaches: the notebooks that resolve a real checkpoint, and in them the "
+                               "cells that resolve one, use what those made or make what those use (the rest runs the "
+                               "same either way)")
     rehearse.add_argument("--course-cache", type=Path, metavar="DIR",
                           help="the course cache the notebooks use (default: a fresh one, so stand-ins are rebuilt; "
                                "its trained/ links to your course cache's, so live trainings run before are reused)")

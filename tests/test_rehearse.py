@@ -90,12 +90,41 @@ def test_the_runner_passes_a_real_run_and_names_what_goes_wrong(cache, tmp_path)
             "assert type(model).__name__ == 'ViTForImageClassification' and not ckpt.trained\n"
             "assert type(AutoImageProcessor.from_pretrained(ckpt.path)).__name__ == 'DeiTImageProcessor'")), env)
         assert real.ok and real.real == ["facebook/deit-base-patch16-224"], real.problems
+        skipped = rehearse.run_notebook(_notebook(tmp_path, "raise ValueError('not on the real path')",
+                                                  "from course_utils.weights.resolver import resolve"), env,
+                                        reached_only=True)
+        assert skipped.ok, skipped.problems
         broken = rehearse.run_notebook(_notebook(tmp_path, "x = 1", "raise ValueError('planted')"), env)
         assert not broken.ok and broken.problems == ["cell 1 raised ValueError: planted"]
         noisy = rehearse.run_notebook(_notebook(tmp_path, "print('[course] ViT-B/32: stand-in, mini (offline)')",
                                                 "print('Retrying in 8s [Retry 1/5].')"), env)
         assert [p.split(":")[0] for p in noisy.problems] == ["got the stand-in for ViT-B/32 although the cache holds it",
                                                              "printed a retry or a failed connection"]
+
+
+def test_the_cells_the_real_path_reaches():
+    """The rehearsal runs a cell that resolves, the cells after it that use what it made, and what those need; names
+    bound inside a loop, a comprehension, a with or a function are the cell's own."""
+    cells = ["import torch\nfrom course_utils.weights.resolver import resolve",      # 0: needed (torch, resolve)
+             "x = torch.randn(3)\nplt_title = [v for v in 'ab']",                   # 1: the stand-in path's business
+             "ckpt = resolve('google/vit-base-patch16-224')\nfor i in range(2):\n    n = i",  # 2: resolves
+             "y = x * 2",                                                             # 3: unrelated
+             "if ckpt.real:\n    z = 1\n    print(z)\nwith open('f') as f:\n    f.read()",  # 4: uses ckpt
+             "w = y + 1",                                                             # 5: unrelated
+             "size = len(z) + len(w)",                                                # 6: uses z (from 4), needs 5, 3, 1
+             "%matplotlib inline\nprint(ckpt)",                                       # 7: a magic, then ckpt
+             "def f(:\n    pass"]                                                   # 8: does not parse: run
+    assert rehearse.reached_cells(cells) == {0, 1, 2, 3, 4, 5, 6, 7, 8}
+    cells[6] = "size = len(z)"
+    assert rehearse.reached_cells(cells) == {0, 2, 4, 6, 7, 8}
+    assert rehearse.reached_cells(cells[:2]) == set()
+    for path in rehearse.notebooks(real_only=True):  # each reaches its resolving cells and the imports before them
+        code = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+        reached = rehearse.reached_cells(code)
+        assert 0 in reached and {i for i, source in enumerate(code) if "resolve(" in source} <= reached, path.name
+    stable = [c.source for c in nbformat.read(rehearse.ROOT / "notebooks/07_stable_diffusion.ipynb", as_version=4).cells
+              if c.cell_type == "code"]
+    assert len(rehearse.reached_cells(stable)) < len(stable) / 2, "07's live training and sampling run the same either way"
 
 
 def test_the_notebooks_with_a_real_branch_are_found():

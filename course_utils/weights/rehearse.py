@@ -256,15 +256,22 @@ def kernel_environment(cache: Path, port: int, course_cache: Path) -> dict[str, 
     return env
 
 
-def run_notebook(path: Path, env: dict[str, str], timeout: int = 900, save: Path | None = None) -> Outcome:
+def run_notebook(path: Path, env: dict[str, str], timeout: int = 900, save: Path | None = None,
+                 reached_only: bool = False) -> Outcome:
     """Execute ``path`` in a kernel with ``env`` (never writing it; with ``save``, a copy into that folder); report what
-    went wrong."""
+    went wrong. With ``reached_only``, only the cells the real path reaches run (``reached_cells``)."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
     outcome = Outcome(str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path))
     notebook = nbformat.read(path, as_version=4)
+    if reached_only:
+        code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+        reached = reached_cells([cell.source for cell in code])
+        for i, cell in enumerate(code):
+            if i not in reached:
+                cell.source = "# not rehearsed: this cell neither resolves a checkpoint nor touches what one made"
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
@@ -293,6 +300,87 @@ def run_notebook(path: Path, env: dict[str, str], timeout: int = 900, save: Path
         if any(word in line for word in RETRY_WORDS):
             outcome.problems.append(f"printed a retry or a failed connection: {line.strip()[:200]}")
     return outcome
+
+
+def _names(source: str) -> tuple[set[str], set[str]] | None:
+    """The global names a cell binds (assigns, imports, defines, or changes an attribute or item of) and those it reads
+    before binding them; None when it does not parse."""
+    import ast
+    import builtins
+
+    lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]  # IPython magics
+    try:
+        tree = ast.parse("\n".join(lines))
+    except SyntaxError:
+        return None
+    stored = lambda tree: {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}  # noqa: E731
+    bound, read = set(), set()
+
+    def simple(statement) -> None:  # one statement without a body of statements, or a function or class
+        here, loads, local = set(), set(), set()  # local: comprehension variables, arguments, a function's own names
+        for node in ast.walk(statement):
+            if isinstance(node, ast.comprehension):
+                local |= stored(node.target)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                local |= {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)}
+                local |= set().union(*map(stored, node.body)) if isinstance(node.body, list) else set()
+            if isinstance(node, ast.Name):
+                (loads if isinstance(node.ctx, ast.Load) else here).add(node.id)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                here |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                here.add(node.name)
+            elif isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(node.ctx, ast.Store):
+                while isinstance(node, (ast.Attribute, ast.Subscript)):
+                    node = node.value
+                if isinstance(node, ast.Name):
+                    here.add(node.id)
+        read.update(loads - bound - local)
+        bound.update(here)
+
+    def block(statements) -> None:  # in order; an if, for, while, with or try: its header, then each of its bodies
+        for statement in statements:
+            bodies = [getattr(statement, key) for key in ("body", "orelse", "finalbody") if hasattr(statement, key)]
+            bodies += [handler.body for handler in getattr(statement, "handlers", [])]
+            if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or not bodies:
+                simple(statement)
+                continue
+            for key in ("test", "iter", "target", "items", "subject"):
+                if hasattr(statement, key):
+                    simple(ast.Expr(ast.Tuple(getattr(statement, key), ast.Load())) if key == "items"
+                           else ast.Expr(getattr(statement, key)))
+            for body in bodies:
+                block(body)
+
+    block(tree.body)
+    return bound, read - set(dir(builtins))
+
+
+def reached_cells(sources: list[str]) -> set[int]:
+    """The code cells (indices into ``sources``) the real path reaches: those that resolve a checkpoint, those after them
+    that read a name such a cell bound last, and every cell that last bound a name one of these reads, and so on.
+
+    The other cells run the same on both paths (nbval runs them on the stand-in path), so the rehearsal skips them. Names
+    only: a cell that changes an object in place without rebinding it is not followed (the course's cells that do, the
+    attention recorders, undo it as they end). A cell that does not parse is always run."""
+    names = [_names(source) for source in sources]
+
+    def binder(name: str, i: int) -> int | None:  # the last cell before i that bound ``name``
+        return next((j for j in range(i - 1, -1, -1) if names[j] is not None and name in names[j][0]), None)
+
+    reached: set[int] = set()
+    for i, source in enumerate(sources):
+        if names[i] is None or "resolve(" in source or any(binder(n, i) in reached for n in names[i][1]):
+            reached.add(i)
+    todo = list(reached)
+    while todo:
+        i = todo.pop()
+        for name in names[i][1] if names[i] is not None else ():
+            j = binder(name, i)
+            if j is not None and j not in reached:
+                reached.add(j)
+                todo.append(j)
+    return reached
 
 
 def _seconds(cell) -> float:
@@ -356,7 +444,7 @@ def rehearse(full: bool = False, hf_cache: Path | None = None, only: list[str] |
             context = multiprocessing.get_context("spawn")
             with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=context) as pool:
                 biggest_first = sorted(paths, key=lambda p: -p.stat().st_size)  # a rough guess at the longest first
-                running = {pool.submit(run_notebook, path, env, timeout, save): path for path in biggest_first}
+                running = {pool.submit(run_notebook, path, env, timeout, save, real_only): path for path in biggest_first}
                 for done in concurrent.futures.as_completed(running):
                     outcome = done.result()
                     outcomes.append(outcome)
