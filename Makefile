@@ -17,18 +17,17 @@ lab: $(STAMP)
 # Tests always take the stand-in path, so they give the same outputs on every machine and never
 # download gigabytes; the notebooks themselves use real checkpoints wherever they can. First the linter,
 # then every test and notebook, the real path rehearsed among them (tests/test_real_path.py): every
-# notebook that resolves a checkpoint runs again against a local cache of the real checkpoints
-# (published configurations, random weights), offline (see README.md).
+# notebook that resolves a checkpoint runs again, the cells the real path reaches, against a local cache
+# of the real checkpoints (published configurations, random weights), offline (see README.md).
 #
-# Two pytest workers (pytest-xdist), each test file or notebook whole on one of them, each with one torch
-# thread (OMP_NUM_THREADS=1, which default_threads() honours): on two cores that is about a third faster
-# than one worker with two threads, because small models use a second thread poorly. A live training
-# that two notebooks share (a lecture and its rehearsal) runs once: the second waits for the first.
-# A bigger machine: make test WORKERS=4.
+# Two pytest workers (pytest-xdist), each test file or notebook whole on one of them, the longest first
+# (tests/conftest.py), each with one torch thread (OMP_NUM_THREADS=1, which default_threads() honours): on two
+# cores that is about a third faster than one worker with two threads, because small models use a second
+# thread poorly. A bigger machine: make test WORKERS=4.
 WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/ruff check .
-	COURSE_FORCE_STANDINS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(WORKERS) --dist loadfile
+	COURSE_FORCE_STANDINS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The unit tests alone (no notebook, no browser, nothing that trains for long): under a minute.
 test-fast: $(STAMP)
@@ -55,7 +54,10 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "the course needs Python 3.10 or newer, found " + sys.version.split()[0]'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e ".[test]"
+	$(BIN)/python -m pip install --no-compile -e ".[test]"
+	@# pip compiles the modules to bytecode one at a time (a minute, for torch and transformers); compileall uses every
+	@# core. A few files written for newer Pythons (torch's tests) do not compile, which pip ignores too: hence || true.
+	$(BIN)/python -m compileall -qq -j 0 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" || true
 	touch $(STAMP)
 
 clean:
