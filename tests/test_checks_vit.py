@@ -321,9 +321,10 @@ def make_loop(epochs=25, style="one-cycle", zero=True, step=True, report="val", 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("style", ["one-cycle", "adam-lambda-clip"])
-def test_train_vit_correct_loops_in_two_styles_pass(style):
-    out = run(lambda fn: check_train_vit(fn), make_loop(style=style))
+def test_train_vit_correct_loop_in_another_style_passes():
+    """Adam, a hand-written warm-up and cosine, clipping, batches of 32: not the solution's style (AdamW and OneCycleLR,
+    which solutions/03_vit.ipynb runs through the same check), and it passes the same way."""
+    out = run(lambda fn: check_train_vit(fn), make_loop(style="adam-lambda-clip"))
     assert out.count("✓") == 3, out
 
 

@@ -1,36 +1,21 @@
 """The real-weights path, rehearsed inside the test run (README: "Rehearsing the real path").
 
-Every notebook that resolves a checkpoint runs again against a local Hugging Face cache that holds the real
-repositories' files and configurations (reduced widths, random weights), in a kernel that can reach no address,
-with nothing saying offline or stand-ins: a classroom that ran ``prepare`` and lost the network. It must take every
-real branch, print no retry, and pass its asserts (those that need trained weights are guarded by ``ckpt.trained``).
+Every notebook that resolves a checkpoint runs again, the cells the real path reaches (``rehearse.reached_cells``),
+against a local Hugging Face cache that holds the real repositories' files and configurations (reduced widths, random
+weights), in a kernel that can reach no address, with nothing saying offline or stand-ins: a classroom that ran
+``prepare`` and lost the network. It must take every real branch, print no retry, and pass its asserts (those that
+need trained weights are guarded by ``ckpt.trained``).
 
 These run as tests, not as a step after pytest, so the two workers share them with everything else. Their live
 trainings are the ones the stand-in run of the same notebook does: both look in the same remembered trainings,
 and whichever comes second waits for the first (``course_utils.paths.exclusive``) instead of training again.
 ``python -m course_utils rehearse`` runs the same rehearsal on its own.
 """
-import hashlib
-from pathlib import Path
-
 import pytest
 
-from course_utils.paths import course_cache_dir
 from course_utils.weights import rehearse as R
-from course_utils.weights import resolver
-from course_utils.weights.cache import build_checked
 
-pytestmark = pytest.mark.slow  # each runs a whole notebook
-
-
-@pytest.fixture(scope="session")
-def rehearsal_hub():
-    """The reduced-width cache of every catalogue checkpoint, laid out once for all workers (about 10 s, 0.2 GB), and
-    again when the code that lays it out changes."""
-    code = b"".join(Path(module.__file__).read_bytes() for module in (R, resolver))
-    folder = build_checked(course_cache_dir() / "rehearsal", hashlib.sha256(code).hexdigest()[:16],
-                           lambda scratch: R.build_cache(scratch / "hub"), "the rehearsal's cache")
-    return folder / "hub"
+pytestmark = pytest.mark.slow  # each runs a notebook's cells in a kernel
 
 
 @pytest.mark.parametrize("notebook", R.notebooks(real_only=True), ids=lambda path: path.stem)

@@ -12,12 +12,10 @@ pytestmark = pytest.mark.slow  # every test here starts kernels, servers or buil
 
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """The reduced-width rehearsal cache (about 200 MB, 10 s), built once for this module."""
-    root = tmp_path_factory.mktemp("rehearsal") / "hub"
-    rehearse.build_cache(root)
-    return root
+@pytest.fixture
+def cache(rehearsal_hub):
+    """The reduced-width rehearsal cache (tests/conftest.py), the one tests/test_real_path.py runs the notebooks against."""
+    return rehearsal_hub
 
 
 def _config(cache, name, path="config.json"):

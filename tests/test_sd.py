@@ -174,6 +174,7 @@ def test_the_sd_recipe_runs_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setattr(sd_training, "SD_TRAINING", replace(sd_training.SD_TRAINING, steps=2, eval_every=2, eval_per_pair=1,
                                                    batch_size=4, warmup=1))
     monkeypatch.setattr(recipes.measure_sd, "__defaults__", (1, (3.0,), 3))  # per pair, scales, DDIM steps
+    monkeypatch.setattr(recipes._judge_reconstructions, "__defaults__", (64,))  # images judged after the VAE
     record = recipes.train_sd(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["recipe.json", "unet.safetensors", "vae.safetensors"]
     saved = json.loads((tmp_path / "recipe.json").read_text())
