@@ -40,7 +40,6 @@ from einops import rearrange
 from torch import nn
 
 from course_utils.grading.checks import (
-    NO_GRAD,
     CheckFailed,
     answer_or_none,
     call,
@@ -54,6 +53,7 @@ from course_utils.grading.checks import (
     passed,
     randn,
     require_callable,
+    require_gradients,
     require_tensor,
     unchanged,
 )
@@ -247,12 +247,7 @@ def check_scaled_dot_product_attention(fn) -> None:
         leaves = [t.clone().requires_grad_() for t in (q, k, v)]
         result = call(fn, *leaves, what="your function")
         r = randn(*ref_out.shape, generator=g)
-        if not result[0].requires_grad:
-            raise CheckFailed(NO_GRAD.format(name="q, k and v"))
-        call(lambda: (result[0] * r).sum().backward(), what="backpropagating through your function")
-        for name, t in zip("qkv", leaves):
-            if t.grad is None or not t.grad.abs().sum() > 0 or not torch.isfinite(t.grad).all():
-                raise CheckFailed(NO_GRAD.format(name=name))
+        require_gradients(result[0], r, zip("qkv", leaves), "your function", "q, k and v", finite=True)
         passed("gradients flow back to q, k and v")
     print("All checks passed: scaled_dot_product_attention is correct.")
 
@@ -470,13 +465,8 @@ def check_multi_head_attention(cls) -> None:
         out = _forward(module, x, "", context=context)
         r = randn(B, N, D, generator=g)
         module.zero_grad()
-        if not out.requires_grad:
-            raise CheckFailed(NO_GRAD.format(name="the projections"))
-        call(lambda: (out * r).sum().backward(), what="backpropagating through your forward")
-        for name in PROJECTIONS:
-            grad = getattr(module, name).weight.grad
-            if grad is None or not grad.abs().sum() > 0:
-                raise CheckFailed(NO_GRAD.format(name=f"{name}.weight"))
+        require_gradients(out, r, ((f"{name}.weight", getattr(module, name).weight) for name in PROJECTIONS),
+                          "your forward", "the projections")
         passed("gradients reach all four projections")
         # 7. a width the heads cannot share
         try:

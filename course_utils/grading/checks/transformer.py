@@ -51,6 +51,7 @@ from course_utils.grading.checks import (
     passed,
     randn,
     require_callable,
+    require_gradients,
     require_tensor,
     unchanged,
 )
@@ -254,9 +255,7 @@ def check_layer_norm(fn) -> None:
         refs = [t.clone().requires_grad_() for t in (x, weight, bias)]
         result = require_tensor(call(fn, *leaves, what="your layer_norm"), NOT_RETURNED, what="layer_norm")
         r = randn(B, N, D, generator=g)
-        if not result.requires_grad:
-            raise CheckFailed(NO_GRAD.format(name="x, weight and bias"))
-        call(lambda: (result * r).sum().backward(), what="backpropagating through your layer_norm")
+        require_gradients(result, r, (), "your layer_norm", "x, weight and bias")
         (F.layer_norm(refs[0], (D,), refs[1], refs[2]) * r).sum().backward()
         for name, t, ref in zip(("x", "weight", "bias"), leaves, refs):
             if t.grad is None or not t.grad.abs().sum() > 0 or not torch.isfinite(t.grad).all():
@@ -497,12 +496,7 @@ def check_transformer_block(cls) -> None:
         for block in (pre, post):
             block.zero_grad()
             out = _block_forward(block, x, what="")
-            if not out.requires_grad:
-                raise CheckFailed(NO_GRAD.format(name="the block's parameters"))
-            call(lambda: (out * r).sum().backward(), what="backpropagating through your forward")
-            for name, p in block.named_parameters():
-                if p.grad is None or not p.grad.abs().sum() > 0:
-                    raise CheckFailed(NO_GRAD.format(name=name))
+            require_gradients(out, r, block.named_parameters(), "your forward", "the block's parameters")
         passed("gradients reach every parameter: attn, norm1, mlp, norm2")
         # 7. the same function as PyTorch's own layer
         with torch.no_grad():
