@@ -343,11 +343,9 @@ def _mha_params(module, D, H, generator):
     P = {"num_heads": H}
     with torch.no_grad():
         for name in PROJECTIONS:
-            W, b = randn(D, D, generator=generator, scale=1 / math.sqrt(D)), randn(D, generator=generator, scale=0.1)
-            layer = getattr(module, name)
-            layer.weight.copy_(W)
-            layer.bias.copy_(b)
-            P[name] = (W, b)
+            P[name] = randn(D, D, generator=generator, scale=1 / math.sqrt(D)), randn(D, generator=generator, scale=0.1)
+            getattr(module, name).weight.copy_(P[name][0])
+            getattr(module, name).bias.copy_(P[name][1])
     return P
 
 
@@ -563,8 +561,7 @@ def _top_expected(L: int, d_k: int, n: int = 512) -> tuple[float, ...]:
         normal = randn(n, d_k, generator=g), randn(L, d_k, generator=g)  # q (n, d_k), k (L, d_k)
         uniform = torch.rand(n, d_k, generator=g), torch.rand(L, d_k, generator=g)
         for i, keywords in enumerate(plans):
-            keywords = dict(keywords)
-            q, k = uniform if keywords.pop("draw", "normal") == "uniform" else normal
+            q, k = uniform if keywords.get("draw") == "uniform" else normal
             sums[i] += _top_draw(q, k, d_k, **keywords)
     return tuple(s / _TOP_REPS for s in sums)
 
@@ -589,17 +586,17 @@ def _top_table(result, seeds, lengths, where):
     raise CheckFailed(f"expected shape {want}, one row per seed and one column per length, got {fmt_shape(table)} {where}")
 
 
-def _top_call(fn, lengths, keywords):
-    """Call the student's top_weight on a copy of ``lengths``; the table, and whether torch's global state moved."""
+def _top_call(fn, lengths, keywords, moved):
+    """The student's table for a copy of ``lengths``; ``moved`` gets whether the call moved torch's global state."""
     seeds = keywords.get("seeds", (0, 1, 2))
     where = f"for lengths {lengths}" + "".join(f", {name}={value}" for name, value in keywords.items())
     given = list(lengths)
     before = torch.get_rng_state()
     result = call(fn, given, **keywords, what="your top_weight", where=where)
-    moved = not torch.equal(torch.get_rng_state(), before)
+    moved.append(not torch.equal(torch.get_rng_state(), before))
     if given != lengths:
         raise CheckFailed("your top_weight changed its input `lengths` in place: read it, and compute new lists")
-    return _top_table(result, seeds, lengths, where), moved
+    return _top_table(result, seeds, lengths, where)
 
 
 def _top_diagnose(got, points):
@@ -624,11 +621,8 @@ def check_top_weight(top_weight) -> None:
     length L, the mean over n random queries of their largest scaled-attention weight over L random keys. The values
     are compared with their expectation within sampling noise (see TOP_NOISE); the seeds exactly."""
     require_callable(top_weight, "top_weight")
-    tables, moved = [], False
-    for lengths, keywords in _TOP_CALLS:
-        table, m = _top_call(top_weight, lengths, keywords)
-        tables.append(table)
-        moved = moved or m
+    moved = []
+    tables = [_top_call(top_weight, lengths, keywords, moved) for lengths, keywords in _TOP_CALLS]
     (lengths, _), (other, keywords) = _TOP_CALLS
     passed(f"one row per seed and one column per length: {fmt_shape(tables[0])} for the default seeds and "
            f"{len(lengths)} lengths, {fmt_shape(tables[1])} for seeds {keywords['seeds']} and {len(other)} lengths")
@@ -642,25 +636,22 @@ def check_top_weight(top_weight) -> None:
            f"keys at d_k = 64 and for {other[0]} and {other[1]} keys at d_k = {keywords['d_k']}")
     if any(torch.equal(table[0], row) for table in tables for row in table[1:]):
         raise CheckFailed(TOP_SAME_SEEDS)
-    again, m = _top_call(top_weight, *_TOP_CALLS[0])
-    if not close(again, tables[0], rtol=1e-5, atol=1e-7):
+    if not close(_top_call(top_weight, *_TOP_CALLS[0], moved), tables[0], rtol=1e-5, atol=1e-7):
         raise CheckFailed(TOP_NOT_REPRODUCIBLE)
-    alone, m2 = _top_call(top_weight, other, {**keywords, "seeds": (3,)})
+    alone = _top_call(top_weight, other, {**keywords, "seeds": (3,)}, moved)
     if not close(alone[0], tables[1][keywords["seeds"].index(3)], rtol=1e-5, atol=1e-7):
         raise CheckFailed(TOP_OWN_GENERATOR)
     spread = {}
     for n in (1, 512):
-        table, m3 = _top_call(top_weight, [16], {"n": n, "seeds": _SPREAD_SEEDS})
-        values = table[:, 0]
+        values = _top_call(top_weight, [16], {"n": n, "seeds": _SPREAD_SEEDS}, moved)[:, 0]
         spread[n] = (values.std() / values.mean()).item()
-        moved = moved or m3
     if not spread[1] > _SPREAD_ONE:
         raise CheckFailed(TOP_N_IGNORED)
     if not spread[512] < _SPREAD_MANY:
         raise CheckFailed(TOP_ONE_QUERY)
     passed("each seed has its own draws: another seed, other numbers; a second call, or one seed alone, the same; "
            "n queries per seed")
-    if moved or m or m2:
+    if any(moved):
         raise CheckFailed(TOP_GLOBAL_RNG)
     passed("torch's global random state is left alone")
 
@@ -671,12 +662,8 @@ def _below(tops, lengths, share, *, over_seeds=mean, strict=True, above=False, p
     """The contract's answer (the first length whose mean over the seeds is below ``share``), and, through the
     keywords (``slips`` those of ``first_choice``), the answers of the classic mistakes."""
     columns = tops.tolist() if per_seed else tops.T.tolist()  # per_seed: the mean over the lengths, the wrong axis
-    values = [over_seeds(column) for column in columns]
-    if above:
-        hits = [i for i, v in enumerate(values) if v > share]
-    else:
-        hits = [i for i, v in enumerate(values) if (v < share if strict else v <= share)]
-    hits = [i for i in hits if i < len(lengths)]
+    values = [over_seeds(column) for column in columns][:len(lengths)]
+    hits = [i for i, v in enumerate(values) if (v > share if above else v < share if strict else v <= share)]
     return first_choice(hits, lengths, **slips)
 
 
@@ -700,7 +687,8 @@ _BELOW_CASES = [  # (what the record is about, tops (seeds, lengths), share)
     ("a skewed seed", _rows([0.3, 0.05, 0.05, 0.02, 0.01], [0.3, 0.05, 0.05, 0.02, 0.01],
                             [0.3, 0.35, 0.05, 0.02, 0.01]), 0.1),
     ("below, then above again", _rows([0.3, 0.08, 0.12, 0.05, 0.01], [0.3, 0.08, 0.12, 0.05, 0.01],
-                                      [0.3, 0.08, 0.12, 0.05, 0.01]), 0.1),    ("below from the first length on", _TYPICAL, 0.3),
+                                      [0.3, 0.08, 0.12, 0.05, 0.01]), 0.1),
+    ("below from the first length on", _TYPICAL, 0.3),
 ]
 BELOW_MISTAKES = [  # (the mistake's answer on one record, the message)
     (lambda t, L, s: _below(t, L, s, index=True), "returns the position in `lengths`, not the length: return lengths[i]"),
