@@ -270,17 +270,14 @@ def _mha(P, x, context=None, mask=None, *, split="ok", merge="ok", scale="sqrt_w
     B, N, D = x.shape
     d_k = D // H  # the width of the heads used here
     ctx = x if (context is None or ignore_context) else context  # (B, M, D)
-    names = {"q": "q_proj", "k": "k_proj", "v": "v_proj"}
-    if swap == "kv":
-        names["k"], names["v"] = "v_proj", "k_proj"
-    if swap == "qk":
-        names["q"], names["k"] = "k_proj", "q_proj"
+    swaps = {"kv": ("q_proj", "v_proj", "k_proj"), "qk": ("k_proj", "q_proj", "v_proj")}  # the projections of q, k, v
+    q_name, k_name, v_name = swaps.get(swap, PROJECTIONS[:3])
 
     def lin(name, t):
         W, b = P[name]
         return t @ W.T + b  # (B, *, D)
 
-    q, k, v = lin(names["q"], x), lin(names["k"], ctx), lin(names["v"], ctx)  # (B, N, D), (B, M, D), (B, M, D)
+    q, k, v = lin(q_name, x), lin(k_name, ctx), lin(v_name, ctx)  # (B, N, D), (B, M, D), (B, M, D)
 
     def split_heads(t):  # (B, L, D) -> (B, H, L, d_k), rightly or in one of the wrong ways
         if split == "dh":
@@ -481,18 +478,16 @@ def check_multi_head_attention(cls) -> None:
 
 # ------------------------------------------------------------- top_weight: an experiment on the number of keys
 #
-# ``top_weight(lengths, d_k=64, n=512, seeds=(0, 1, 2))`` draws, for each seed and length L, n queries and L keys with
-# unit-variance entries and returns each query's largest attention weight averaged over the queries: a (seeds, lengths)
-# table. Students draw in different orders, so no value can be compared exactly: the check compares the mean over the
-# seeds with the expectation, which it estimates once from _TOP_REPS draws, within TOP_NOISE of it. Measured over 200
-# seeds, one seed's value has a relative standard deviation of at most 2.9% at the check's points (4 to 256 keys at
+# Students draw in different orders, so no value of top_weight can be compared exactly: the check compares the mean over
+# the seeds with the expectation, which it estimates once from _TOP_REPS draws, within TOP_NOISE of it. Measured over
+# 200 seeds, one seed's value has a relative standard deviation of at most 2.9% at the check's points (4 to 256 keys at
 # d_k = 64, 16 and 64 at d_k = 256); with 3 seeds, and the estimate's own error, the standard error is at most 1.7%, so
 # 20% is more than eleven of them (300 simulated students, each with other seeds, were at most 6.8% off). Every named
-# mistake is at least 40% off at some point; one is named when it is the closest and within TOP_MATCH (the noisiest,
-# one largest weight of all queries and keys, came within 34% of its expectation; the closest pair, dividing by d_k and
-# uniform draws, is told apart at d_k = 256, where they differ by a fifth to a quarter).
-# Drawing each length's queries and keys from a fresh generator (the same first draws for every length) is allowed: a
-# seed's numbers are still one random draw per length.
+# mistake is at least 40% off at some point; one is named when it is the closest and within TOP_MATCH (the noisiest, one
+# largest weight of all queries and keys, came within 34% of its expectation; the closest pair, dividing by d_k and
+# uniform draws, is told apart at d_k = 256, where they differ by a fifth to a quarter). Drawing each length's queries
+# and keys from a fresh generator (the same first draws for every length) is allowed: a seed's numbers are still one
+# random draw per length.
 
 TOP_NOISE = 0.2
 TOP_MATCH = 0.5

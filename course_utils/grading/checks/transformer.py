@@ -519,9 +519,9 @@ def _largest(accuracy, lrs, order, warmup, target, *, seeds=min, inclusive=True,
         value = seeds(runs)
         if value >= target if inclusive else value > target:
             hits.append(i)
-        elif stop_at_failure or first_failure:
-            if first_failure:
-                return lrs[i]
+        elif first_failure:
+            return lrs[i]
+        elif stop_at_failure:
             break
     if first_failure:
         return None
@@ -531,9 +531,7 @@ def _largest(accuracy, lrs, order, warmup, target, *, seeds=min, inclusive=True,
 def _lr_record(post_none, post_warm, pre_none, pre_warm):
     """A made-up record in the JSON's layout: one list per order and warm-up, one entry per learning rate, each a
     list of three seeds' accuracies (a single number stands for three equal seeds)."""
-    def seeds(entries):
-        return [list(e) if isinstance(e, (list, tuple)) else [e] * 3 for e in entries]
-
+    seeds = lambda entries: [list(e) if isinstance(e, (list, tuple)) else [e] * 3 for e in entries]
     return {"post-norm": {"no warm-up": seeds(post_none), "warm-up": seeds(post_warm)},
             "pre-norm": {"no warm-up": seeds(pre_none), "warm-up": seeds(pre_warm)}}
 
