@@ -379,9 +379,11 @@ def _expect_output(out, want, what):
         raise CheckFailed(f"expected output shape {want}, got {fmt_shape(out)} {what}")
 
 
-def _diagnose_mha(out, P, x, context=None, mask=None, extra=()):
-    """The student's output differs from the reference: name the mistake, or say so."""
+def _diagnose_mha(out, P, x, context=None, mask=None):
+    """The output differs from the reference: name the mistake (a given mask's or context's first), or say so."""
     out = out.detach().float()
+    extra = [(INVERTED, dict(mask_bug="inverted")), (MASKED_KEYS, dict(mask_bug="ignored"))] if mask is not None else []
+    extra += [(CONTEXT_IGNORED, dict(ignore_context=True))] if context is not None else []
     for message, mistake in [*extra, *_MHA_MISTAKES]:
         try:
             candidate = _mha(P, x, context, mask, **mistake)
@@ -399,12 +401,7 @@ def _check_mha_case(module, P, x, context=None, mask=None, what=""):
     out = _forward(module, x, what, **kwargs)
     _expect_output(out, tuple(x.shape), what)
     if not close(out, _mha(P, x, context, mask)):
-        extra = []
-        if mask is not None:
-            extra = [(INVERTED, dict(mask_bug="inverted")), (MASKED_KEYS, dict(mask_bug="ignored"))]
-        if context is not None:
-            extra.append((CONTEXT_IGNORED, dict(ignore_context=True)))
-        _diagnose_mha(out, P, x, context, mask, extra)
+        _diagnose_mha(out, P, x, context, mask)
     return out
 
 
