@@ -46,11 +46,6 @@ def fmt_shape(shape_or_tensor) -> str:
     return str(tuple(int(n) for n in shape))
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else ""
-
-
 def call(fn: Callable, *args, what: str = "your function", where: str = "", **kwargs):
     """``fn(*args, **kwargs)``; an exception inside it becomes a CheckFailed naming it.
 
@@ -66,7 +61,7 @@ def call(fn: Callable, *args, what: str = "your function", where: str = "", **kw
                           "with your code") from e
     except Exception as e:  # noqa: BLE001 - any error in the student's code is reported, not shown raw
         given = f" {where}" if where else ""
-        message = _first_line(e)
+        message = (str(e).strip().splitlines() or [""])[0]  # its first line
         raise CheckFailed(f"{what} raised {type(e).__name__}{given}" + (f": {message}" if message else "")) from e
 
 

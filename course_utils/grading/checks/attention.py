@@ -129,10 +129,9 @@ def _sdpa_call(fn, q, k, v, mask=None, context=""):
     want_w = (*q.shape[:-1], k.shape[-2])  # (..., Lq, Lk)
     if tuple(out.shape) == want_w and tuple(w.shape) == want_out:
         raise CheckFailed(SWAPPED)
-    if tuple(out.shape) != want_out:
-        raise CheckFailed(f"expected output shape {want_out}, got {fmt_shape(out)}{where}")
-    if tuple(w.shape) != want_w:
-        raise CheckFailed(f"expected weights shape {want_w}, got {fmt_shape(w)}{where}")
+    for name, t, want in (("output", out, want_out), ("weights", w, want_w)):
+        if tuple(t.shape) != want:
+            raise CheckFailed(f"expected {name} shape {want}, got {fmt_shape(t)}{where}")
     names = ("q", "k", "v", "mask")[:len(given)]
     unchanged(dict(zip(names, given)), dict(zip(names, (q, k, v, mask))),
               hint="compute new tensors instead (masked_fill, not masked_fill_)")
@@ -179,8 +178,7 @@ def _check_masked(fn, q, k, v, mask, label):
         if w[allowed].abs().max() <= 1e-6 or close(w, _reference(q, k, v, ~mask)[1]):
             raise CheckFailed(INVERTED)
         raise CheckFailed(MASKED_KEYS)
-    sums = w.sum(-1)
-    if not close(sums, torch.ones_like(sums)):
+    if not close(w.sum(-1), torch.ones(w.shape[:-1])):
         raise CheckFailed(MASK_AFTER_SOFTMAX)
     if not close(w, ref_w):
         raise CheckFailed(f"with {label}, the weights of the allowed keys differ from the softmax over those keys")
@@ -206,8 +204,7 @@ def check_scaled_dot_product_attention(fn) -> None:
         passed(f"returns (output, weights): output {fmt_shape(out)} and weights {fmt_shape(w)} for "
                f"q {fmt_shape(q)}, k {fmt_shape(k)}, v {fmt_shape(v)}")
         # 2. a distribution over the keys
-        sums = w.sum(-1)
-        if not (torch.isfinite(w).all() and close(sums, torch.ones_like(sums))):
+        if not (torch.isfinite(w).all() and close(w.sum(-1), torch.ones(w.shape[:-1]))):
             _diagnose_normalisation(w, q, k)
         passed("the weights sum to 1 over the keys")
         # 3. softmax(q kᵀ / sqrt(d_k)), then 4. weights @ v

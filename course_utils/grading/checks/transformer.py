@@ -460,9 +460,8 @@ def check_transformer_block(cls) -> None:
     B, N, D, H, M = 2, 5, 32, 4, 64  # M is not 4 * D, so that a hard-coded width shows
     with keep_rng():
         # 1. the sub-layers
-        pre = _build_block(cls, D, H, M, pre_norm=True)
         weights = _block_weights(D, M, g)
-        _load(pre, weights)
+        pre = _load(_build_block(cls, D, H, M, pre_norm=True), weights)
         ref = {order: _load(_Reference(D, H, M, pre_norm=(order == "pre")), weights).eval() for order in FORMULAS}
         passed(f"TransformerEncoderBlock({D}, {H}, {M}) has attn = MultiHeadAttention({D}, {H}), "
                f"norm1 and norm2 = nn.LayerNorm({D}), mlp = Linear({D}, {M}), GELU, Linear({M}, {D})")
