@@ -105,11 +105,6 @@ NO_VALUE_ERROR = "expected ValueError for dim=10, num_heads=3"
 
 # ---------------------------------------------------------------------- scaled dot-product attention
 
-def _scaled(q, k, v, mask, c):
-    """Attention whose scores are (q kᵀ) * c instead of (q kᵀ) / sqrt(d_k): the scaling bugs."""
-    return _reference(q * (c * math.sqrt(q.shape[-1])), k, v, mask)
-
-
 def _sdpa_call(fn, q, k, v, mask=None, context=""):
     """Call the student's function on copies of the inputs; check the pair, its shapes, no in-place edits."""
     given = [q.clone(), k.clone(), v.clone()] + ([] if mask is None else [mask.clone()])
@@ -155,14 +150,14 @@ def _diagnose_normalisation(w, q, k):
 def _diagnose_scale(w, q, k, v):
     """Weights that sum to 1 but differ from the reference: a known wrong scaling, or something else."""
     d = q.shape[-1]
-    candidates = [(1.0, NOT_SCALED), (1.0 / d, BY_DK), (math.sqrt(d), TIMES_SQRT_DK)]
+    candidates = [(1.0, NOT_SCALED), (1.0 / d, BY_DK), (math.sqrt(d), TIMES_SQRT_DK)]  # scores (q kᵀ) * c, not / √d
     named = [("v.shape[-1]", v.shape[-1]), ("k.shape[-2]", k.shape[-2])]
     named += [(f"q.shape[{i}]", n) for i, n in enumerate(q.shape[:-1])]
     for label, n in named:
         if n != d:
             candidates.append((1.0 / math.sqrt(n), f"scores are divided by sqrt({n}) = sqrt({label}); d_k is the "
                                                    f"width of q and k, q.shape[-1] = {d}"))
-    first_match(w, ((_scaled(q, k, v, None, c)[1], message) for c, message in candidates), WRONG_WEIGHTS)
+    first_match(w, ((_reference(q * (c * math.sqrt(d)), k, v)[1], message) for c, message in candidates), WRONG_WEIGHTS)
 
 
 def _check_masked(fn, q, k, v, mask, label):
