@@ -359,7 +359,7 @@ def _build(cls, D, H):
 
 def _forward(module, x, what, **kwargs):
     """The student's output (B, N, D); an extra return of the weights is allowed."""
-    kwargs = {key: (value.clone() if isinstance(value, torch.Tensor) else value) for key, value in kwargs.items()}
+    kwargs = {key: tensor.clone() for key, tensor in kwargs.items()}  # context, mask
     result = call(module, x.clone(), what="your forward", where=what, **kwargs)
     if isinstance(result, (tuple, list)) and result and isinstance(result[0], torch.Tensor):
         result = result[0]
