@@ -17,15 +17,15 @@ This file holds the helpers the chapter modules share.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from collections.abc import Callable
 
 import torch
 
 __all__ = ["CheckFailed", "passed", "fmt_shape", "call", "close", "first_match", "randn", "keep_rng",
-           "require_callable", "unchanged", "require_tensor", "same_answer", "answer_or_none", "answers_on_records", "explain_answers", "mean",
-           "first_choice",
-           "NO_GRAD", "NOT_TENSOR"]
+           "require_callable", "unchanged", "require_tensor", "require_gradients", "same_answer", "answer_or_none",
+           "answers_on_records", "explain_answers", "mean", "first_choice", "NO_GRAD", "NOT_TENSOR"]
 
 NO_GRAD = "no gradient flows back to {name}: keep every step in torch (no .detach(), .item(), .data or NumPy)"
 NOT_TENSOR = "expected a tensor, got {kind}: keep the computation in torch"
@@ -46,11 +46,6 @@ def fmt_shape(shape_or_tensor) -> str:
     return str(tuple(int(n) for n in shape))
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else ""
-
-
 def call(fn: Callable, *args, what: str = "your function", where: str = "", **kwargs):
     """``fn(*args, **kwargs)``; an exception inside it becomes a CheckFailed naming it.
 
@@ -66,15 +61,13 @@ def call(fn: Callable, *args, what: str = "your function", where: str = "", **kw
                           "with your code") from e
     except Exception as e:  # noqa: BLE001 - any error in the student's code is reported, not shown raw
         given = f" {where}" if where else ""
-        message = _first_line(e)
+        message = (str(e).strip().splitlines() or [""])[0]  # its first line
         raise CheckFailed(f"{what} raised {type(e).__name__}{given}" + (f": {message}" if message else "")) from e
 
 
 def close(actual, expected, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
     """True when two tensors have the same shape and agree within float32 tolerance (NaN never agrees)."""
-    if not isinstance(actual, torch.Tensor) or not isinstance(expected, torch.Tensor):
-        return False
-    if actual.shape != expected.shape:
+    if not (isinstance(actual, torch.Tensor) and isinstance(expected, torch.Tensor)) or actual.shape != expected.shape:
         return False
     a = actual.detach().to("cpu", torch.float64)
     b = expected.detach().to("cpu", torch.float64)
@@ -110,8 +103,6 @@ def answers_on_records(fn, name: str, calls, inputs: str) -> list:
     kwargs)`` per record: ``fn`` gets deep copies of ``args`` (so the records stay as made), and CheckFailed names the
     record if it raises, changes what it was given (``inputs`` says what that is) or returns anything but a number or
     None."""
-    import copy
-
     answers = []
     for case, args, *keywords in calls:
         given = copy.deepcopy(args)
@@ -187,6 +178,17 @@ def unchanged(given, originals, what: str = "your function", hint: str = "comput
     """CheckFailed naming the first input the student's code changed in place: ``given`` and ``originals``
     are parallel ``{name: tensor}`` dicts (the tensors passed, and copies taken before the call)."""
     for name, before in originals.items():
-        after = given[name]
-        if isinstance(before, torch.Tensor) and not torch.equal(after.detach(), before):
+        if isinstance(before, torch.Tensor) and not torch.equal(given[name].detach(), before):
             raise CheckFailed(f"{what} changed {'its input ' if its_input else ''}{name} in place: {hint}")
+
+
+def require_gradients(out, r, named, what: str, everything: str, finite: bool = False) -> None:
+    """Backpropagate ``(out * r).sum()`` through the student's code (``what``, "your forward"); CheckFailed (NO_GRAD)
+    when ``out`` is cut off from the graph (``everything`` names what should get gradients) or the first of ``named``,
+    (name, tensor) pairs, gets no gradient, a zero one or, with ``finite``, one with NaN or inf."""
+    if not out.requires_grad:
+        raise CheckFailed(NO_GRAD.format(name=everything))
+    call(lambda: (out * r).sum().backward(), what=f"backpropagating through {what}")
+    for name, t in named:
+        if t.grad is None or not t.grad.abs().sum() > 0 or (finite and not torch.isfinite(t.grad).all()):
+            raise CheckFailed(NO_GRAD.format(name=name))

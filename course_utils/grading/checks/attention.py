@@ -40,7 +40,6 @@ from einops import rearrange
 from torch import nn
 
 from course_utils.grading.checks import (
-    NO_GRAD,
     CheckFailed,
     answer_or_none,
     call,
@@ -54,6 +53,7 @@ from course_utils.grading.checks import (
     passed,
     randn,
     require_callable,
+    require_gradients,
     require_tensor,
     unchanged,
 )
@@ -105,11 +105,6 @@ NO_VALUE_ERROR = "expected ValueError for dim=10, num_heads=3"
 
 # ---------------------------------------------------------------------- scaled dot-product attention
 
-def _scaled(q, k, v, mask, c):
-    """Attention whose scores are (q kᵀ) * c instead of (q kᵀ) / sqrt(d_k): the scaling bugs."""
-    return _reference(q * (c * math.sqrt(q.shape[-1])), k, v, mask)
-
-
 def _sdpa_call(fn, q, k, v, mask=None, context=""):
     """Call the student's function on copies of the inputs; check the pair, its shapes, no in-place edits."""
     given = [q.clone(), k.clone(), v.clone()] + ([] if mask is None else [mask.clone()])
@@ -129,10 +124,9 @@ def _sdpa_call(fn, q, k, v, mask=None, context=""):
     want_w = (*q.shape[:-1], k.shape[-2])  # (..., Lq, Lk)
     if tuple(out.shape) == want_w and tuple(w.shape) == want_out:
         raise CheckFailed(SWAPPED)
-    if tuple(out.shape) != want_out:
-        raise CheckFailed(f"expected output shape {want_out}, got {fmt_shape(out)}{where}")
-    if tuple(w.shape) != want_w:
-        raise CheckFailed(f"expected weights shape {want_w}, got {fmt_shape(w)}{where}")
+    for name, t, want in (("output", out, want_out), ("weights", w, want_w)):
+        if tuple(t.shape) != want:
+            raise CheckFailed(f"expected {name} shape {want}, got {fmt_shape(t)}{where}")
     names = ("q", "k", "v", "mask")[:len(given)]
     unchanged(dict(zip(names, given)), dict(zip(names, (q, k, v, mask))),
               hint="compute new tensors instead (masked_fill, not masked_fill_)")
@@ -156,14 +150,14 @@ def _diagnose_normalisation(w, q, k):
 def _diagnose_scale(w, q, k, v):
     """Weights that sum to 1 but differ from the reference: a known wrong scaling, or something else."""
     d = q.shape[-1]
-    candidates = [(1.0, NOT_SCALED), (1.0 / d, BY_DK), (math.sqrt(d), TIMES_SQRT_DK)]
+    candidates = [(1.0, NOT_SCALED), (1.0 / d, BY_DK), (math.sqrt(d), TIMES_SQRT_DK)]  # scores (q kᵀ) * c, not / √d
     named = [("v.shape[-1]", v.shape[-1]), ("k.shape[-2]", k.shape[-2])]
     named += [(f"q.shape[{i}]", n) for i, n in enumerate(q.shape[:-1])]
     for label, n in named:
         if n != d:
             candidates.append((1.0 / math.sqrt(n), f"scores are divided by sqrt({n}) = sqrt({label}); d_k is the "
                                                    f"width of q and k, q.shape[-1] = {d}"))
-    first_match(w, ((_scaled(q, k, v, None, c)[1], message) for c, message in candidates), WRONG_WEIGHTS)
+    first_match(w, ((_reference(q * (c * math.sqrt(d)), k, v)[1], message) for c, message in candidates), WRONG_WEIGHTS)
 
 
 def _check_masked(fn, q, k, v, mask, label):
@@ -179,8 +173,7 @@ def _check_masked(fn, q, k, v, mask, label):
         if w[allowed].abs().max() <= 1e-6 or close(w, _reference(q, k, v, ~mask)[1]):
             raise CheckFailed(INVERTED)
         raise CheckFailed(MASKED_KEYS)
-    sums = w.sum(-1)
-    if not close(sums, torch.ones_like(sums)):
+    if not close(w.sum(-1), torch.ones(w.shape[:-1])):
         raise CheckFailed(MASK_AFTER_SOFTMAX)
     if not close(w, ref_w):
         raise CheckFailed(f"with {label}, the weights of the allowed keys differ from the softmax over those keys")
@@ -206,8 +199,7 @@ def check_scaled_dot_product_attention(fn) -> None:
         passed(f"returns (output, weights): output {fmt_shape(out)} and weights {fmt_shape(w)} for "
                f"q {fmt_shape(q)}, k {fmt_shape(k)}, v {fmt_shape(v)}")
         # 2. a distribution over the keys
-        sums = w.sum(-1)
-        if not (torch.isfinite(w).all() and close(sums, torch.ones_like(sums))):
+        if not (torch.isfinite(w).all() and close(w.sum(-1), torch.ones(w.shape[:-1]))):
             _diagnose_normalisation(w, q, k)
         passed("the weights sum to 1 over the keys")
         # 3. softmax(q kᵀ / sqrt(d_k)), then 4. weights @ v
@@ -247,12 +239,7 @@ def check_scaled_dot_product_attention(fn) -> None:
         leaves = [t.clone().requires_grad_() for t in (q, k, v)]
         result = call(fn, *leaves, what="your function")
         r = randn(*ref_out.shape, generator=g)
-        if not result[0].requires_grad:
-            raise CheckFailed(NO_GRAD.format(name="q, k and v"))
-        call(lambda: (result[0] * r).sum().backward(), what="backpropagating through your function")
-        for name, t in zip("qkv", leaves):
-            if t.grad is None or not t.grad.abs().sum() > 0 or not torch.isfinite(t.grad).all():
-                raise CheckFailed(NO_GRAD.format(name=name))
+        require_gradients(result[0], r, zip("qkv", leaves), "your function", "q, k and v", finite=True)
         passed("gradients flow back to q, k and v")
     print("All checks passed: scaled_dot_product_attention is correct.")
 
@@ -275,17 +262,14 @@ def _mha(P, x, context=None, mask=None, *, split="ok", merge="ok", scale="sqrt_w
     B, N, D = x.shape
     d_k = D // H  # the width of the heads used here
     ctx = x if (context is None or ignore_context) else context  # (B, M, D)
-    names = {"q": "q_proj", "k": "k_proj", "v": "v_proj"}
-    if swap == "kv":
-        names["k"], names["v"] = "v_proj", "k_proj"
-    if swap == "qk":
-        names["q"], names["k"] = "k_proj", "q_proj"
+    swaps = {"kv": ("q_proj", "v_proj", "k_proj"), "qk": ("k_proj", "q_proj", "v_proj")}  # the projections of q, k, v
+    q_name, k_name, v_name = swaps.get(swap, PROJECTIONS[:3])
 
     def lin(name, t):
         W, b = P[name]
         return t @ W.T + b  # (B, *, D)
 
-    q, k, v = lin(names["q"], x), lin(names["k"], ctx), lin(names["v"], ctx)  # (B, N, D), (B, M, D), (B, M, D)
+    q, k, v = lin(q_name, x), lin(k_name, ctx), lin(v_name, ctx)  # (B, N, D), (B, M, D), (B, M, D)
 
     def split_heads(t):  # (B, L, D) -> (B, H, L, d_k), rightly or in one of the wrong ways
         if split == "dh":
@@ -348,11 +332,9 @@ def _mha_params(module, D, H, generator):
     P = {"num_heads": H}
     with torch.no_grad():
         for name in PROJECTIONS:
-            W, b = randn(D, D, generator=generator, scale=1 / math.sqrt(D)), randn(D, generator=generator, scale=0.1)
-            layer = getattr(module, name)
-            layer.weight.copy_(W)
-            layer.bias.copy_(b)
-            P[name] = (W, b)
+            P[name] = randn(D, D, generator=generator, scale=1 / math.sqrt(D)), randn(D, generator=generator, scale=0.1)
+            getattr(module, name).weight.copy_(P[name][0])
+            getattr(module, name).bias.copy_(P[name][1])
     return P
 
 
@@ -377,7 +359,7 @@ def _build(cls, D, H):
 
 def _forward(module, x, what, **kwargs):
     """The student's output (B, N, D); an extra return of the weights is allowed."""
-    kwargs = {key: (value.clone() if isinstance(value, torch.Tensor) else value) for key, value in kwargs.items()}
+    kwargs = {key: tensor.clone() for key, tensor in kwargs.items()}  # context, mask
     result = call(module, x.clone(), what="your forward", where=what, **kwargs)
     if isinstance(result, (tuple, list)) and result and isinstance(result[0], torch.Tensor):
         result = result[0]
@@ -389,9 +371,11 @@ def _expect_output(out, want, what):
         raise CheckFailed(f"expected output shape {want}, got {fmt_shape(out)} {what}")
 
 
-def _diagnose_mha(out, P, x, context=None, mask=None, extra=()):
-    """The student's output differs from the reference: name the mistake, or say so."""
+def _diagnose_mha(out, P, x, context=None, mask=None):
+    """The output differs from the reference: name the mistake (a given mask's or context's first), or say so."""
     out = out.detach().float()
+    extra = [(INVERTED, dict(mask_bug="inverted")), (MASKED_KEYS, dict(mask_bug="ignored"))] if mask is not None else []
+    extra += [(CONTEXT_IGNORED, dict(ignore_context=True))] if context is not None else []
     for message, mistake in [*extra, *_MHA_MISTAKES]:
         try:
             candidate = _mha(P, x, context, mask, **mistake)
@@ -409,12 +393,7 @@ def _check_mha_case(module, P, x, context=None, mask=None, what=""):
     out = _forward(module, x, what, **kwargs)
     _expect_output(out, tuple(x.shape), what)
     if not close(out, _mha(P, x, context, mask)):
-        extra = []
-        if mask is not None:
-            extra = [(INVERTED, dict(mask_bug="inverted")), (MASKED_KEYS, dict(mask_bug="ignored"))]
-        if context is not None:
-            extra.append((CONTEXT_IGNORED, dict(ignore_context=True)))
-        _diagnose_mha(out, P, x, context, mask, extra)
+        _diagnose_mha(out, P, x, context, mask)
     return out
 
 
@@ -470,13 +449,8 @@ def check_multi_head_attention(cls) -> None:
         out = _forward(module, x, "", context=context)
         r = randn(B, N, D, generator=g)
         module.zero_grad()
-        if not out.requires_grad:
-            raise CheckFailed(NO_GRAD.format(name="the projections"))
-        call(lambda: (out * r).sum().backward(), what="backpropagating through your forward")
-        for name in PROJECTIONS:
-            grad = getattr(module, name).weight.grad
-            if grad is None or not grad.abs().sum() > 0:
-                raise CheckFailed(NO_GRAD.format(name=f"{name}.weight"))
+        require_gradients(out, r, ((f"{name}.weight", getattr(module, name).weight) for name in PROJECTIONS),
+                          "your forward", "the projections")
         passed("gradients reach all four projections")
         # 7. a width the heads cannot share
         try:
@@ -493,18 +467,16 @@ def check_multi_head_attention(cls) -> None:
 
 # ------------------------------------------------------------- top_weight: an experiment on the number of keys
 #
-# ``top_weight(lengths, d_k=64, n=512, seeds=(0, 1, 2))`` draws, for each seed and length L, n queries and L keys with
-# unit-variance entries and returns each query's largest attention weight averaged over the queries: a (seeds, lengths)
-# table. Students draw in different orders, so no value can be compared exactly: the check compares the mean over the
-# seeds with the expectation, which it estimates once from _TOP_REPS draws, within TOP_NOISE of it. Measured over 200
-# seeds, one seed's value has a relative standard deviation of at most 2.9% at the check's points (4 to 256 keys at
+# Students draw in different orders, so no value of top_weight can be compared exactly: the check compares the mean over
+# the seeds with the expectation, which it estimates once from _TOP_REPS draws, within TOP_NOISE of it. Measured over
+# 200 seeds, one seed's value has a relative standard deviation of at most 2.9% at the check's points (4 to 256 keys at
 # d_k = 64, 16 and 64 at d_k = 256); with 3 seeds, and the estimate's own error, the standard error is at most 1.7%, so
 # 20% is more than eleven of them (300 simulated students, each with other seeds, were at most 6.8% off). Every named
-# mistake is at least 40% off at some point; one is named when it is the closest and within TOP_MATCH (the noisiest,
-# one largest weight of all queries and keys, came within 34% of its expectation; the closest pair, dividing by d_k and
-# uniform draws, is told apart at d_k = 256, where they differ by a fifth to a quarter).
-# Drawing each length's queries and keys from a fresh generator (the same first draws for every length) is allowed: a
-# seed's numbers are still one random draw per length.
+# mistake is at least 40% off at some point; one is named when it is the closest and within TOP_MATCH (the noisiest, one
+# largest weight of all queries and keys, came within 34% of its expectation; the closest pair, dividing by d_k and
+# uniform draws, is told apart at d_k = 256, where they differ by a fifth to a quarter). Drawing each length's queries
+# and keys from a fresh generator (the same first draws for every length) is allowed: a seed's numbers are still one
+# random draw per length.
 
 TOP_NOISE = 0.2
 TOP_MATCH = 0.5
@@ -573,8 +545,7 @@ def _top_expected(L: int, d_k: int, n: int = 512) -> tuple[float, ...]:
         normal = randn(n, d_k, generator=g), randn(L, d_k, generator=g)  # q (n, d_k), k (L, d_k)
         uniform = torch.rand(n, d_k, generator=g), torch.rand(L, d_k, generator=g)
         for i, keywords in enumerate(plans):
-            keywords = dict(keywords)
-            q, k = uniform if keywords.pop("draw", "normal") == "uniform" else normal
+            q, k = uniform if keywords.get("draw") == "uniform" else normal
             sums[i] += _top_draw(q, k, d_k, **keywords)
     return tuple(s / _TOP_REPS for s in sums)
 
@@ -599,17 +570,17 @@ def _top_table(result, seeds, lengths, where):
     raise CheckFailed(f"expected shape {want}, one row per seed and one column per length, got {fmt_shape(table)} {where}")
 
 
-def _top_call(fn, lengths, keywords):
-    """Call the student's top_weight on a copy of ``lengths``; the table, and whether torch's global state moved."""
+def _top_call(fn, lengths, keywords, moved):
+    """The student's table for a copy of ``lengths``; ``moved`` gets whether the call moved torch's global state."""
     seeds = keywords.get("seeds", (0, 1, 2))
     where = f"for lengths {lengths}" + "".join(f", {name}={value}" for name, value in keywords.items())
     given = list(lengths)
     before = torch.get_rng_state()
     result = call(fn, given, **keywords, what="your top_weight", where=where)
-    moved = not torch.equal(torch.get_rng_state(), before)
+    moved.append(not torch.equal(torch.get_rng_state(), before))
     if given != lengths:
         raise CheckFailed("your top_weight changed its input `lengths` in place: read it, and compute new lists")
-    return _top_table(result, seeds, lengths, where), moved
+    return _top_table(result, seeds, lengths, where)
 
 
 def _top_diagnose(got, points):
@@ -634,11 +605,8 @@ def check_top_weight(top_weight) -> None:
     length L, the mean over n random queries of their largest scaled-attention weight over L random keys. The values
     are compared with their expectation within sampling noise (see TOP_NOISE); the seeds exactly."""
     require_callable(top_weight, "top_weight")
-    tables, moved = [], False
-    for lengths, keywords in _TOP_CALLS:
-        table, m = _top_call(top_weight, lengths, keywords)
-        tables.append(table)
-        moved = moved or m
+    moved = []
+    tables = [_top_call(top_weight, lengths, keywords, moved) for lengths, keywords in _TOP_CALLS]
     (lengths, _), (other, keywords) = _TOP_CALLS
     passed(f"one row per seed and one column per length: {fmt_shape(tables[0])} for the default seeds and "
            f"{len(lengths)} lengths, {fmt_shape(tables[1])} for seeds {keywords['seeds']} and {len(other)} lengths")
@@ -652,25 +620,22 @@ def check_top_weight(top_weight) -> None:
            f"keys at d_k = 64 and for {other[0]} and {other[1]} keys at d_k = {keywords['d_k']}")
     if any(torch.equal(table[0], row) for table in tables for row in table[1:]):
         raise CheckFailed(TOP_SAME_SEEDS)
-    again, m = _top_call(top_weight, *_TOP_CALLS[0])
-    if not close(again, tables[0], rtol=1e-5, atol=1e-7):
+    if not close(_top_call(top_weight, *_TOP_CALLS[0], moved), tables[0], rtol=1e-5, atol=1e-7):
         raise CheckFailed(TOP_NOT_REPRODUCIBLE)
-    alone, m2 = _top_call(top_weight, other, {**keywords, "seeds": (3,)})
+    alone = _top_call(top_weight, other, {**keywords, "seeds": (3,)}, moved)
     if not close(alone[0], tables[1][keywords["seeds"].index(3)], rtol=1e-5, atol=1e-7):
         raise CheckFailed(TOP_OWN_GENERATOR)
     spread = {}
     for n in (1, 512):
-        table, m3 = _top_call(top_weight, [16], {"n": n, "seeds": _SPREAD_SEEDS})
-        values = table[:, 0]
+        values = _top_call(top_weight, [16], {"n": n, "seeds": _SPREAD_SEEDS}, moved)[:, 0]
         spread[n] = (values.std() / values.mean()).item()
-        moved = moved or m3
     if not spread[1] > _SPREAD_ONE:
         raise CheckFailed(TOP_N_IGNORED)
     if not spread[512] < _SPREAD_MANY:
         raise CheckFailed(TOP_ONE_QUERY)
     passed("each seed has its own draws: another seed, other numbers; a second call, or one seed alone, the same; "
            "n queries per seed")
-    if moved or m or m2:
+    if any(moved):
         raise CheckFailed(TOP_GLOBAL_RNG)
     passed("torch's global random state is left alone")
 
@@ -681,12 +646,8 @@ def _below(tops, lengths, share, *, over_seeds=mean, strict=True, above=False, p
     """The contract's answer (the first length whose mean over the seeds is below ``share``), and, through the
     keywords (``slips`` those of ``first_choice``), the answers of the classic mistakes."""
     columns = tops.tolist() if per_seed else tops.T.tolist()  # per_seed: the mean over the lengths, the wrong axis
-    values = [over_seeds(column) for column in columns]
-    if above:
-        hits = [i for i, v in enumerate(values) if v > share]
-    else:
-        hits = [i for i, v in enumerate(values) if (v < share if strict else v <= share)]
-    hits = [i for i in hits if i < len(lengths)]
+    values = [over_seeds(column) for column in columns][:len(lengths)]
+    hits = [i for i, v in enumerate(values) if (v > share if above else v < share if strict else v <= share)]
     return first_choice(hits, lengths, **slips)
 
 
@@ -710,7 +671,8 @@ _BELOW_CASES = [  # (what the record is about, tops (seeds, lengths), share)
     ("a skewed seed", _rows([0.3, 0.05, 0.05, 0.02, 0.01], [0.3, 0.05, 0.05, 0.02, 0.01],
                             [0.3, 0.35, 0.05, 0.02, 0.01]), 0.1),
     ("below, then above again", _rows([0.3, 0.08, 0.12, 0.05, 0.01], [0.3, 0.08, 0.12, 0.05, 0.01],
-                                      [0.3, 0.08, 0.12, 0.05, 0.01]), 0.1),    ("below from the first length on", _TYPICAL, 0.3),
+                                      [0.3, 0.08, 0.12, 0.05, 0.01]), 0.1),
+    ("below from the first length on", _TYPICAL, 0.3),
 ]
 BELOW_MISTAKES = [  # (the mistake's answer on one record, the message)
     (lambda t, L, s: _below(t, L, s, index=True), "returns the position in `lengths`, not the length: return lengths[i]"),

@@ -51,6 +51,7 @@ from course_utils.grading.checks import (
     passed,
     randn,
     require_callable,
+    require_gradients,
     require_tensor,
     unchanged,
 )
@@ -254,9 +255,7 @@ def check_layer_norm(fn) -> None:
         refs = [t.clone().requires_grad_() for t in (x, weight, bias)]
         result = require_tensor(call(fn, *leaves, what="your layer_norm"), NOT_RETURNED, what="layer_norm")
         r = randn(B, N, D, generator=g)
-        if not result.requires_grad:
-            raise CheckFailed(NO_GRAD.format(name="x, weight and bias"))
-        call(lambda: (result * r).sum().backward(), what="backpropagating through your layer_norm")
+        require_gradients(result, r, (), "your layer_norm", "x, weight and bias")
         (F.layer_norm(refs[0], (D,), refs[1], refs[2]) * r).sum().backward()
         for name, t, ref in zip(("x", "weight", "bias"), leaves, refs):
             if t.grad is None or not t.grad.abs().sum() > 0 or not torch.isfinite(t.grad).all():
@@ -461,9 +460,8 @@ def check_transformer_block(cls) -> None:
     B, N, D, H, M = 2, 5, 32, 4, 64  # M is not 4 * D, so that a hard-coded width shows
     with keep_rng():
         # 1. the sub-layers
-        pre = _build_block(cls, D, H, M, pre_norm=True)
         weights = _block_weights(D, M, g)
-        _load(pre, weights)
+        pre = _load(_build_block(cls, D, H, M, pre_norm=True), weights)
         ref = {order: _load(_Reference(D, H, M, pre_norm=(order == "pre")), weights).eval() for order in FORMULAS}
         passed(f"TransformerEncoderBlock({D}, {H}, {M}) has attn = MultiHeadAttention({D}, {H}), "
                f"norm1 and norm2 = nn.LayerNorm({D}), mlp = Linear({D}, {M}), GELU, Linear({M}, {D})")
@@ -497,12 +495,7 @@ def check_transformer_block(cls) -> None:
         for block in (pre, post):
             block.zero_grad()
             out = _block_forward(block, x, what="")
-            if not out.requires_grad:
-                raise CheckFailed(NO_GRAD.format(name="the block's parameters"))
-            call(lambda: (out * r).sum().backward(), what="backpropagating through your forward")
-            for name, p in block.named_parameters():
-                if p.grad is None or not p.grad.abs().sum() > 0:
-                    raise CheckFailed(NO_GRAD.format(name=name))
+            require_gradients(out, r, block.named_parameters(), "your forward", "the block's parameters")
         passed("gradients reach every parameter: attn, norm1, mlp, norm2")
         # 7. the same function as PyTorch's own layer
         with torch.no_grad():
@@ -525,9 +518,9 @@ def _largest(accuracy, lrs, order, warmup, target, *, seeds=min, inclusive=True,
         value = seeds(runs)
         if value >= target if inclusive else value > target:
             hits.append(i)
-        elif stop_at_failure or first_failure:
-            if first_failure:
-                return lrs[i]
+        elif first_failure:
+            return lrs[i]
+        elif stop_at_failure:
             break
     if first_failure:
         return None
@@ -537,9 +530,7 @@ def _largest(accuracy, lrs, order, warmup, target, *, seeds=min, inclusive=True,
 def _lr_record(post_none, post_warm, pre_none, pre_warm):
     """A made-up record in the JSON's layout: one list per order and warm-up, one entry per learning rate, each a
     list of three seeds' accuracies (a single number stands for three equal seeds)."""
-    def seeds(entries):
-        return [list(e) if isinstance(e, (list, tuple)) else [e] * 3 for e in entries]
-
+    seeds = lambda entries: [list(e) if isinstance(e, (list, tuple)) else [e] * 3 for e in entries]
     return {"post-norm": {"no warm-up": seeds(post_none), "warm-up": seeds(post_warm)},
             "pre-norm": {"no warm-up": seeds(pre_none), "warm-up": seeds(pre_warm)}}
 
