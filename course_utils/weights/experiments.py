@@ -270,14 +270,12 @@ def guidance_run(parts, judge, scale: float, seed: int) -> dict:
     """One guidance scale, one seed: the judged adherence on seen and held-out prompts, and the held-out diversity."""
     from course_utils.eval import metrics
 
-    steps, per_seen, per_held = (GUIDANCE_SAMPLING[k] for k in ("steps", "seen_per_pair", "heldout_per_pair"))
-    seen = metrics.prompt_adherence(parts, judge, pairs="seen", per_pair=per_seen, guidance_scale=scale, steps=steps,
-                                    seed=seed)
-    held = metrics.prompt_adherence(parts, judge, pairs="heldout", per_pair=per_held, guidance_scale=scale,
-                                    steps=steps, seed=seed)
+    seen, held = (metrics.prompt_adherence(parts, judge, pairs=pairs, per_pair=GUIDANCE_SAMPLING[f"{pairs}_per_pair"],
+                                           guidance_scale=scale, steps=GUIDANCE_SAMPLING["steps"], seed=seed)
+                  for pairs in ("seen", "heldout"))
     return {"scale": scale, "seed": seed, "seen": seen["both"], "seen_colour": seen["colour"],
             "seen_shape": seen["shape"], "heldout": held["both"],
-            "diversity": round(metrics.diversity(judge, held["images"], per_held), 4),
+            "diversity": round(metrics.diversity(judge, held["images"], GUIDANCE_SAMPLING["heldout_per_pair"]), 4),
             "seconds_per_64": round(seen["seconds"] / seen["n"] * 64, 2)}
 
 
