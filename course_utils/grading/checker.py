@@ -178,18 +178,15 @@ def _student_cell(student: NotebookNode, exercise: Exercise) -> NotebookNode | N
     return by_id if by_id is not None else defining[-1] if defining else None
 
 
-def _syntax_error(source: str) -> SyntaxError | None:
+def _syntax_problem(name: str, source: str) -> str | None:
+    """What the checker says of a student's cell that does not parse, or None when it parses."""
     try:
         ast.parse(_code_for_ast(source))
-    except SyntaxError as e:
-        return e
+    except SyntaxError as error:
+        lines = source.splitlines()
+        text = "\n" + lines[error.lineno - 1].strip() if error.lineno and 0 < error.lineno <= len(lines) else ""
+        return f"syntax error in your cell for {name}, line {error.lineno}: {error.msg}{text}"
     return None
-
-
-def _syntax_message(name: str, source: str, error: SyntaxError) -> str:
-    lines = source.splitlines()
-    text = "\n" + lines[error.lineno - 1].strip() if error.lineno and 0 < error.lineno <= len(lines) else ""
-    return f"syntax error in your cell for {name}, line {error.lineno}: {error.msg}{text}"
 
 
 # ------------------------------------------------------------------------------ running nbval
@@ -298,14 +295,10 @@ def _cell_results(records: list[dict], graded: NotebookNode, code_index: dict[in
         if index is None or record["when"] == "teardown" or (index in results and results[index].kind != "passed"):
             continue
         outcome, when = record["outcome"], record["when"]
-        if outcome == "passed":
-            results.setdefault(index, _CellResult("passed"))
-            continue
-        if outcome == "skipped":
-            results[index] = _CellResult("skipped", record.get("skipped_reason") or "")
-            continue
         exc_type, message = record.get("exc_type"), record.get("message", "")
-        if exc_type == "KernelDied" or "Kernel dead" in message:
+        if outcome in ("passed", "skipped"):
+            results[index] = _CellResult(outcome, record.get("skipped_reason") or "")
+        elif exc_type == "KernelDied" or "Kernel dead" in message:
             results[index] = _CellResult("died", "the Python kernel died while running this cell (a crash, or out of memory?)")
         elif record.get("timed_out") and when == "call":
             results[index] = _CellResult("timeout", f"a cell did not finish within {timeout:g} s: an endless loop? "
@@ -352,18 +345,13 @@ def check_notebook(path, solutions_dir=None, timeout: float = 600) -> Report:
     graded = copy.deepcopy(solution)
     verdicts: dict[str, ExerciseResult] = {}      # decided before running
     for exercise in exercises:
-        cell = graded.cells[exercise.cell_index]
+        name, cell = exercise.name, graded.cells[exercise.cell_index]
         mine = _student_cell(student, exercise)
         if mine is None:
-            verdicts[exercise.name] = ExerciseResult(
-                exercise.name, NOT_ATTEMPTED, "your notebook has no cell that defines it")
-            cell.source = stub_source(cell.source)
-        elif (error := _syntax_error(mine.source)) is not None:
-            verdicts[exercise.name] = ExerciseResult(
-                exercise.name, FAILED, _syntax_message(exercise.name, mine.source, error))
-            cell.source = stub_source(cell.source)
-        else:
-            cell.source = mine.source
+            verdicts[name] = ExerciseResult(name, NOT_ATTEMPTED, "your notebook has no cell that defines it")
+        elif (problem := _syntax_problem(name, mine.source)) is not None:
+            verdicts[name] = ExerciseResult(name, FAILED, problem)
+        cell.source = stub_source(cell.source) if name in verdicts else mine.source  # the stub stands in
         cell.outputs, cell.execution_count = [], None   # the stub cell's own output is not compared
 
     # nbval's cell number -> index in cells
@@ -402,19 +390,17 @@ def check_notebook(path, solutions_dir=None, timeout: float = 600) -> Report:
 
     for exercise in exercises:
         name = exercise.name
+        cells = [exercise.cell_index, *exercise.check_cells]
+        failure = None if stopped else next((results[i] for i in cells
+                                             if i in results and results[i].kind not in ("passed", "skipped")), None)
+        if failure is not None and failure.kind == "internal":
+            report.problems.append(failure.text)
+            stopped = "the notebook could not be run"
         if stopped:
             report.exercises.append(verdicts.get(name) or ExerciseResult(name, NOT_CHECKED, stopped))
             continue
-        cells = [exercise.cell_index, *exercise.check_cells]
-        failure = next((results[i] for i in cells
-                        if i in results and results[i].kind not in ("passed", "skipped")), None)
-        if failure is not None and failure.kind in ("timeout", "died", "internal"):
-            stopped = {"timeout": "an earlier cell did not finish", "died": "the kernel died earlier"}.get(
-                failure.kind, "the notebook could not be run")
-            if failure.kind == "internal":
-                report.problems.append(failure.text)
-                report.exercises.append(verdicts.get(name) or ExerciseResult(name, NOT_CHECKED, stopped))
-                continue
+        if failure is not None and failure.kind in ("timeout", "died"):  # this exercise failed; the later ones wait
+            stopped = {"timeout": "an earlier cell did not finish", "died": "the kernel died earlier"}[failure.kind]
         if name in verdicts:
             report.exercises.append(verdicts[name])
         elif failure is None and not all(i in results for i in cells):

@@ -163,8 +163,7 @@ def _replace_blocks(source: str, fail) -> tuple[str, int]:
         elif kind == ("END", "SOLUTION"):
             if opened_at is None:
                 fail(f"{END!r} without a {BEGIN!r} before it", number)
-            out.append(indent + STUB_LINES[0])
-            out.append(indent + STUB_LINES[1] + ("\r" if line.endswith("\r") else ""))
+            out += [indent + STUB_LINES[0], indent + STUB_LINES[1] + ("\r" if line.endswith("\r") else "")]
             opened_at, blocks = None, blocks + 1
         elif opened_at is None:
             out.append(line)
@@ -238,12 +237,9 @@ def make_exercise(nb: NotebookNode, name_for_errors: str = "<notebook>") -> Note
     _, stub_sources = _scan(nb, name_for_errors)
     exercise = copy.deepcopy(nb)
     for index, cell in enumerate(exercise.cells):
-        if cell.cell_type != "code":
-            continue
-        if index in stub_sources:
-            cell.source = stub_sources[index]
-        cell.outputs = []
-        cell.execution_count = None
+        if cell.cell_type == "code":
+            cell.source = stub_sources.get(index, cell.source)
+            cell.outputs, cell.execution_count = [], None
     return exercise
 
 

@@ -31,13 +31,9 @@ class KernelDied(RuntimeError):
 
 
 def _text_outputs(outputs) -> list[dict]:
-    kept = []
-    for out in outputs or []:
-        item = {k: out[k] for k in _TEXT_KEYS if k in out}
-        data = out.get("data") or {}
-        item["data"] = {k: v for k, v in data.items() if k.startswith("text/") and k != "text/html"}
-        kept.append(item)
-    return kept
+    return [{**{k: out[k] for k in _TEXT_KEYS if k in out},
+             "data": {k: v for k, v in (out.get("data") or {}).items() if k.startswith("text/") and k != "text/html"}}
+            for out in outputs or []]
 
 
 def _watching_await_reply(self, msg_id, timeout=None):
@@ -94,14 +90,12 @@ def pytest_runtest_makereport(item, call):
             "cell": item.cell_num,
             "when": call.when,
             "outcome": report.outcome,
-            "skipped_reason": (str(call.excinfo.value.msg) if call.excinfo is not None
-                               and call.excinfo.errisinstance(pytest.skip.Exception) else None),
+            "skipped_reason": str(exc.msg) if isinstance(exc, pytest.skip.Exception) else None,
             "exc_type": type(exc).__name__ if exc is not None else None,
             "message": str(exc)[:2000] if exc is not None else "",
             "detail": str(getattr(exc, "inner_traceback", "") or "")[:4000],
             "timed_out": bool(getattr(item.parent, "timed_out", False)),
-            "outputs": (_text_outputs(getattr(item, "test_outputs", None))
-                        if call.when == "call" else []),
+            "outputs": _text_outputs(getattr(item, "test_outputs", None)) if call.when == "call" else [],
         }
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")

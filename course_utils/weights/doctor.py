@@ -49,10 +49,9 @@ class Report:
         width = max(len(n) for n in self.versions)
         lines = [f"Python {self.python} on {self.platform}"]
         lines += [f"  {name:<{width}}  {version}" for name, version in self.versions.items()]
-        lines.append(f"device: {self.device}; torch threads: {self.threads} of {self.cores} cores")
-        lines.append(f"hub: {'online' if self.hub.online else 'offline'} ({self.hub.reason})")
-        lines.append(checkpoint_table(self.checkpoints))
-        lines.append("problems: " + ("none" if self.ok else ""))
+        lines += [f"device: {self.device}; torch threads: {self.threads} of {self.cores} cores",
+                  f"hub: {'online' if self.hub.online else 'offline'} ({self.hub.reason})",
+                  checkpoint_table(self.checkpoints), "problems: " + ("none" if self.ok else "")]
         lines += [f"  - {p}" for p in self.problems]
         return "\n".join(lines)
 

@@ -83,17 +83,14 @@ def run_cnn_vs_vit(out: Path = EXPERIMENTS, seeds=SEEDS) -> dict:
     runs = [(i, f, j, s, name) for i, f in enumerate(SWEEP_FRACTIONS) for j, s in enumerate(seeds) for name in SWEEP_MODELS]
     for i, fraction, j, seed, name in tqdm(runs, desc="CNN vs ViT vs hybrid, 3 seeds"):
         accuracy[name][i][j] = round(sweep_run(name, fraction, seed, data), 4)
-    record = {
+    return _write(out, "cnn-vs-vit", {
         "what": "chapter 03: test accuracy on the digits of a small CNN, the tiny ViT and its hybrid (conv stem), "
                 "trained on a fraction of the training digits, for several seeds",
-        "script": "python -m course_utils recipe cnn-vs-vit (course_utils/weights/experiments.py)",
         "training": asdict(DIGITS_TRAINING) | {"min_steps": SWEEP_MIN_STEPS},
         "fractions": list(SWEEP_FRACTIONS), "sizes": [round(f * len(data.x_train)) for f in SWEEP_FRACTIONS],
         "seeds": list(seeds), "test_images": len(data.x_test),
         "accuracy": accuracy,  # accuracy[model][fraction index][seed index]
-        "seconds": round(time.perf_counter() - start, 1), "machine": _machine(),
-    }
-    return _write(out, "cnn-vs-vit", record)
+    }, start)
 
 
 # ---------------------------------------------------------------- chapter 04: fine-tuning against training from scratch
@@ -148,23 +145,19 @@ def run_finetuning(out: Path = EXPERIMENTS, seeds=SEEDS) -> dict:
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
-    curves = {"pretrained": [[None] * len(seeds) for _ in FINETUNE_SIZES],
-              "scratch": [[None] * len(seeds) for _ in FINETUNE_SIZES]}
+    curves = {name: [[None] * len(seeds) for _ in FINETUNE_SIZES] for name in ("pretrained", "scratch")}
     runs = [(i, size, j, seed) for i, size in enumerate(FINETUNE_SIZES) for j, seed in enumerate(seeds)]
     for i, size, j, seed in tqdm(runs, desc="fine-tuning against scratch, 3 seeds"):
         for name, curve in finetune_run(size, seed).items():
             curves[name][i][j] = curve
-    record = {
+    return _write(out, "finetuning", {
         "what": "chapter 04: test accuracy on the 5 shapes after every epoch, of chapter 04's digits ViT fine-tuned "
                 "with a new head and of the same architecture trained from scratch, on several numbers of training "
                 "images, for several seeds",
-        "script": "python -m course_utils recipe finetuning (course_utils/weights/experiments.py)",
         "training": asdict(FINETUNE_TRAINING), "sizes": list(FINETUNE_SIZES), "test_images": FINETUNE_TEST,
         "seeds": list(seeds),
         "accuracy": curves,  # accuracy[start][size index][seed index][epoch]
-        "seconds": round(time.perf_counter() - start, 1), "machine": _machine(),
-    }
-    return _write(out, "finetuning", record)
+    }, start)
 
 
 # ---------------------------------------------------------------- chapter 05: plain and hybrid mini-CLIP
@@ -191,15 +184,12 @@ def run_clip_stems(out: Path = EXPERIMENTS, seeds=SEEDS, stem_channels: int = 16
                                "seen": history.seen_accuracy, "heldout": history.heldout_accuracy,
                                "loss": [round(x, 5) for x in history.loss],
                                "logit_scale": [round(x, 4) for x in history.logit_scale]})
-    record = {
+    return _write(out, "clip-stems", {
         "what": "chapter 05: zero-shot accuracy of a plain and a hybrid (conv stem) mini-CLIP on seen and held-out "
                 "colour-shape pairs, the same training for several seeds",
-        "script": "python -m course_utils recipe clip-stems (course_utils/weights/experiments.py)",
         "config": asdict(MiniCLIPConfig(image_resolution=STEMS_RESOLUTION)), "stem_channels": stem_channels,
         "training": asdict(STEMS_TRAINING), "seeds": list(seeds), "runs": runs,
-        "seconds": round(time.perf_counter() - start, 1), "machine": _machine(),
-    }
-    return _write(out, "clip-stems", record)
+    }, start)
 
 
 # ---------------------------------------------------------------- chapter 06: DDPM against DDIM
@@ -261,14 +251,12 @@ def run_samplers(out: Path = EXPERIMENTS, seeds=SEEDS) -> dict:
                                   desc=f"DDPM on digits, seed {seed}")
         runs.append({"seed": seed, "training_seconds": round(history.seconds, 1),
                      "first_losses": [round(x, 5) for x in history.loss[:5]], **samplers_run(unet, judge, betas)})
-    record = {
+    return _write(out, "samplers", {
         "what": "chapter 06: the share of DDPM and DDIM samples that a digit classifier (trained on real digits only) "
                 "reads with probability above 0.9, and the digits they cover, for denoisers trained from several seeds",
-        "script": "python -m course_utils recipe samplers (course_utils/weights/experiments.py)",
         "widths": list(SAMPLERS_WIDTHS), "training": asdict(SAMPLERS_TRAINING), "samples": SAMPLERS_N,
-        "seeds": list(seeds), "runs": runs, "seconds": round(time.perf_counter() - start, 1), "machine": _machine(),
-    }
-    return _write(out, "samplers", record)
+        "seeds": list(seeds), "runs": runs,
+    }, start)
 
 
 # ---------------------------------------------------------------- chapter 07: classifier-free guidance
@@ -282,14 +270,12 @@ def guidance_run(parts, judge, scale: float, seed: int) -> dict:
     """One guidance scale, one seed: the judged adherence on seen and held-out prompts, and the held-out diversity."""
     from course_utils.eval import metrics
 
-    steps, per_seen, per_held = (GUIDANCE_SAMPLING[k] for k in ("steps", "seen_per_pair", "heldout_per_pair"))
-    seen = metrics.prompt_adherence(parts, judge, pairs="seen", per_pair=per_seen, guidance_scale=scale, steps=steps,
-                                    seed=seed)
-    held = metrics.prompt_adherence(parts, judge, pairs="heldout", per_pair=per_held, guidance_scale=scale,
-                                    steps=steps, seed=seed)
+    seen, held = (metrics.prompt_adherence(parts, judge, pairs=pairs, per_pair=GUIDANCE_SAMPLING[f"{pairs}_per_pair"],
+                                           guidance_scale=scale, steps=GUIDANCE_SAMPLING["steps"], seed=seed)
+                  for pairs in ("seen", "heldout"))
     return {"scale": scale, "seed": seed, "seen": seen["both"], "seen_colour": seen["colour"],
             "seen_shape": seen["shape"], "heldout": held["both"],
-            "diversity": round(metrics.diversity(judge, held["images"], per_held), 4),
+            "diversity": round(metrics.diversity(judge, held["images"], GUIDANCE_SAMPLING["heldout_per_pair"]), 4),
             "seconds_per_64": round(seen["seconds"] / seen["n"] * 64, 2)}
 
 
@@ -298,16 +284,13 @@ def run_guidance(parts, judge, out: Path = EXPERIMENTS, seeds=GUIDANCE_SEEDS) ->
     judged by ``judge`` (``recipes.load_judge``); writes ``guidance.json``."""
     start = time.perf_counter()
     runs = [[guidance_run(parts, judge, scale, seed) for seed in seeds] for scale in GUIDANCE_SCALES]
-    record = {
+    return _write(out, "guidance", {
         "what": "chapter 07: prompt adherence (colour and shape both right, by the judge) on the 21 seen and 4 held-out "
                 "colour-shape prompts, and diversity, of the recipe's small Stable Diffusion at each guidance scale, "
                 "for several seeds of the starting noise",
-        "script": "python -m course_utils recipe guidance (course_utils/weights/experiments.py)",
         "scales": list(GUIDANCE_SCALES), "seeds": list(seeds), "sampling": GUIDANCE_SAMPLING,
         "runs": runs,  # runs[scale index][seed index]
-        "seconds": round(time.perf_counter() - start, 1), "machine": _machine(),
-    }
-    return _write(out, "guidance", record)
+    }, start)
 
 
 # ---------------------------------------------------------------- chapter 02: post-norm, pre-norm and warm-up
@@ -359,18 +342,15 @@ def run_norm_warmup(out: Path = EXPERIMENTS, seeds=SEEDS) -> dict:
     for i, lr, j, seed, order, warmup in tqdm(runs, desc="post-norm and pre-norm, with and without warm-up"):
         acc, last = norm_run(order, lr, warmup, seed, data)
         accuracy[order][warmup][i][j], loss[order][warmup][i][j] = round(acc, 4), round(last, 4)
-    record = {
+    return _write(out, "norm-warmup", {
         "what": "chapter 02: test accuracy on the digits of a 6-block tiny ViT with post-norm or pre-norm blocks, "
                 "trained with and without a learning-rate warm-up at several peak learning rates, for several seeds",
-        "script": "python -m course_utils recipe norm-warmup (course_utils/weights/experiments.py)",
         "config": asdict(replace(ViTConfig.tiny(), depth=NORM_DEPTH)), "training": asdict(NORM_TRAINING),
         "orders": list(NORM_ORDERS), "lrs": list(NORM_LRS), "warmups": NORM_WARMUPS,
         "seeds": list(seeds), "test_images": len(data.x_test),
         "accuracy": accuracy,  # accuracy[order][warm-up][lr index][seed index]
         "loss": loss,  # the last epoch's mean training loss, the same layout
-        "seconds": round(time.perf_counter() - start, 1), "machine": _machine(),
-    }
-    return _write(out, "norm-warmup", record)
+    }, start)
 
 
 # ---------------------------------------------------------------- the command
@@ -379,19 +359,14 @@ def run(args) -> int:
     """``python -m course_utils recipe NAME``: a recorded experiment (numbers over three seeds) here; every other name
     is a recipe of weights, in ``recipes.run``. (This way round, the recipes never import the experiments, which
     import the stand-ins, which import the recipes.)"""
-    import sys
-
     from course_utils.device import default_threads
     from course_utils.weights import recipes
 
     runners = {"norm-warmup": run_norm_warmup, "cnn-vs-vit": run_cnn_vs_vit, "finetuning": run_finetuning,
                "clip-stems": run_clip_stems, "samplers": run_samplers,
                "guidance": lambda out: run_guidance(recipes.load_sd(), recipes.load_judge(), out)}
-    if args.name not in runners:
+    if args.name not in runners or args.measure:  # recipes.run refuses --measure but for sd
         return recipes.run(args)
-    if args.measure:
-        print("recipe: --measure measures the sd recipe's weights only", file=sys.stderr)
-        return 2
     torch.set_num_threads(default_threads())  # OMP_NUM_THREADS, when set, wins
     record = runners[args.name](args.out or EXPERIMENTS)
     print(f"{args.name}: {record['seconds'] / 60:.1f} min, written to {args.out or EXPERIMENTS}")
@@ -400,7 +375,10 @@ def run(args) -> int:
 
 # ---------------------------------------------------------------- records
 
-def _write(out: Path, name: str, record: dict) -> dict:
+def _write(out: Path, name: str, record: dict, start: float) -> dict:
+    """Write ``NAME.json``: ``record`` with the command that made it (after "what"), its time and the machine."""
+    record = {"what": record["what"], "script": f"python -m course_utils recipe {name} (course_utils/weights/experiments.py)",
+              **record, "seconds": round(time.perf_counter() - start, 1), "machine": _machine()}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_record(out / f"{name}.json", record)

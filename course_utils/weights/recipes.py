@@ -285,16 +285,19 @@ def digits_notes(name: str, recipe: str, size: int, training, history, **describ
     }
 
 
-def export_classifier(model, family, folder: str | Path) -> Path:
-    """Save ``model`` and its image processor for ``from_pretrained(folder)``: config.json, model.safetensors,
-    preprocessor_config.json."""
+def export_classifier(name: str, model, family, training, history, folder: str | Path) -> dict:
+    """Save the stand-in ``model`` for ``name`` and its image processor for ``from_pretrained(folder)``: config.json,
+    model.safetensors, preprocessor_config.json, and training.json (:func:`digits_notes`), which it returns."""
     from course_utils.models.classifiers import image_processor
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     image_processor(family).save_pretrained(folder)
-    return folder
+    notes = digits_notes(name, f"course_utils.training.classifier.train_family(FAMILIES[{family.name!r}])",
+                         family.image_size, training, history, family=asdict(family), parameters=model.num_parameters())
+    write_record(folder / "training.json", notes)
+    return notes
 
 
 def train_classifiers(out: Path = CLASSIFIERS_DIR) -> dict[str, dict]:
@@ -307,11 +310,7 @@ def train_classifiers(out: Path = CLASSIFIERS_DIR) -> dict[str, dict]:
     for name, family_name in CLASSIFIER_RECIPES.items():
         family, training = FAMILIES[family_name], FAMILY_TRAINING[family_name]
         model, history = train_family(family, training, progress=True)
-        folder = export_classifier(model, family, Path(out) / name.replace("/", "--"))
-        records[name] = digits_notes(name, f"course_utils.training.classifier.train_family(FAMILIES[{family_name!r}])",
-                                     family.image_size, training, history, family=asdict(family),
-                                     parameters=model.num_parameters())
-        write_record(folder / "training.json", records[name])
+        records[name] = export_classifier(name, model, family, training, history, Path(out) / name.replace("/", "--"))
     return records
 
 

@@ -123,9 +123,10 @@ def _tokenizer_files(folder: Path, out: dict[str, bytes], prefix: str = "", with
     shutil.rmtree(saved)
 
 
-def _save_weights(model, folder: Path, out: dict[str, bytes], prefix: str, file: str) -> None:
+def _save_weights(model, folder: Path, out: dict[str, bytes], prefix: str = "") -> None:
+    """``model``'s weights, saved by its library (model.safetensors, diffusion_pytorch_model.safetensors), into ``out``."""
     model.save_pretrained(folder / ".weights", safe_serialization=True)
-    out[prefix + file] = (folder / ".weights" / file).read_bytes()
+    out.update({prefix + file.name: file.read_bytes() for file in (folder / ".weights").glob("*.safetensors")})
     shutil.rmtree(folder / ".weights")
 
 
@@ -145,7 +146,7 @@ def _transformers_weights(name: str, folder: Path, out: dict[str, bytes]) -> Non
         _tokenizer_files(folder, out, with_json=True)
     else:
         model = AutoModelForImageClassification.from_config(config)
-    _save_weights(model, folder, out, "", "model.safetensors")
+    _save_weights(model, folder, out)
 
 
 def _diffusers_weights(folder: Path, out: dict[str, bytes]) -> None:
@@ -156,14 +157,11 @@ def _diffusers_weights(folder: Path, out: dict[str, bytes]) -> None:
 
     torch.manual_seed(0)
     read = lambda path: json.loads(out[path])  # noqa: E731
-    _save_weights(UNet2DConditionModel.from_config(read("unet/config.json")), folder, out, "unet/",
-                  "diffusion_pytorch_model.safetensors")
-    _save_weights(AutoencoderKL.from_config(read("vae/config.json")), folder, out, "vae/",
-                  "diffusion_pytorch_model.safetensors")
-    _save_weights(CLIPTextModel(CLIPTextConfig.from_pretrained(folder / "text_encoder")), folder, out,
-                  "text_encoder/", "model.safetensors")
-    _save_weights(StableDiffusionSafetyChecker(CLIPConfig.from_pretrained(folder / "safety_checker")), folder,
-                  out, "safety_checker/", "model.safetensors")
+    _save_weights(UNet2DConditionModel.from_config(read("unet/config.json")), folder, out, "unet/")
+    _save_weights(AutoencoderKL.from_config(read("vae/config.json")), folder, out, "vae/")
+    _save_weights(CLIPTextModel(CLIPTextConfig.from_pretrained(folder / "text_encoder")), folder, out, "text_encoder/")
+    _save_weights(StableDiffusionSafetyChecker(CLIPConfig.from_pretrained(folder / "safety_checker")), folder, out,
+                  "safety_checker/")
     _tokenizer_files(folder, out, prefix="tokenizer/")
 
 
@@ -435,7 +433,7 @@ def rehearse(full: bool = False, hf_cache: Path | None = None, only: list[str] |
         else:
             print(f"[rehearse] using the cache at {cache}", flush=True)
         paths = notebooks(only, real_only)
-        outcomes = []
+        outcomes = {}  # path -> Outcome
         with unreachable_port() as port:
             env = kernel_environment(Path(cache), port, course_cache or work / "course")
             print(f"[rehearse] {len(paths)} notebooks, {min(jobs, len(paths))} at a time ...", flush=True)
@@ -446,15 +444,13 @@ def rehearse(full: bool = False, hf_cache: Path | None = None, only: list[str] |
                 biggest_first = sorted(paths, key=lambda p: -p.stat().st_size)  # a rough guess at the longest first
                 running = {pool.submit(run_notebook, path, env, timeout, save, real_only): path for path in biggest_first}
                 for done in concurrent.futures.as_completed(running):
-                    outcome = done.result()
-                    outcomes.append(outcome)
+                    outcome = outcomes[running[done]] = done.result()
                     verdict = "ok" if outcome.ok else "FAILED: " + "; ".join(outcome.problems)
                     slowest = ", ".join(f"cell {i} {t:.0f} s" for i, t in outcome.slowest)
                     print(f"[rehearse] {outcome.path}: {outcome.seconds:.0f} s (slowest: {slowest}), real: "
                           f"{', '.join(sorted(set(outcome.real))) or '-'}; {verdict}", flush=True)
-        order = [str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p) for p in paths]
-        print(summary(sorted(outcomes, key=lambda o: order.index(o.path))))
-        return 0 if all(o.ok for o in outcomes) else 1
+        print(summary([outcomes[p] for p in paths]))  # in the notebooks' order
+        return 0 if all(o.ok for o in outcomes.values()) else 1
     finally:
         if keep is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -463,8 +459,7 @@ def rehearse(full: bool = False, hf_cache: Path | None = None, only: list[str] |
 def summary(outcomes: list[Outcome]) -> str:
     width = max((len(o.path) for o in outcomes), default=10)
     lines = [f"{'notebook':<{width}}  {'time':>7}  result"]
-    for o in outcomes:
-        lines.append(f"{o.path:<{width}}  {o.seconds:>6.0f}s  {'ok' if o.ok else 'FAILED'}")
+    lines += [f"{o.path:<{width}}  {o.seconds:>6.0f}s  {'ok' if o.ok else 'FAILED'}" for o in outcomes]
     failed = [o for o in outcomes if not o.ok]
     lines.append(f"rehearsal: {len(outcomes) - len(failed)} of {len(outcomes)} notebooks passed on the real path"
                  + (f"; failed: {', '.join(o.path for o in failed)}" if failed else ""))

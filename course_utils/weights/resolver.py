@@ -398,13 +398,10 @@ def _probe_hub(url: str, timeout: float) -> None:
 
 def go_offline() -> None:
     """Switch this process to Hugging Face's offline mode (cache only, no retries)."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        from huggingface_hub import constants
+    from huggingface_hub import constants
 
-        constants.HF_HUB_OFFLINE = True  # read at import time; later calls consult this one
-    except ImportError:  # pragma: no cover - huggingface_hub is a dependency
-        pass
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    constants.HF_HUB_OFFLINE = True  # read at import time; later calls consult this one
 
 
 @lru_cache(maxsize=1)

@@ -120,7 +120,7 @@ def _build_classifier(folder, name, model=None, history=None, training=None):
 
     from course_utils.models.classifiers import FAMILIES
     from course_utils.training.classifier import FAMILY_TRAINING, train_family
-    from course_utils.weights.recipes import digits_notes, export_classifier
+    from course_utils.weights.recipes import export_classifier
 
     family = FAMILIES[CLASSIFIER_STANDINS[name]]
     training = training or CLASSIFIER_TRAINING
@@ -136,10 +136,7 @@ def _build_classifier(folder, name, model=None, history=None, training=None):
     training = training or FAMILY_TRAINING[family.name]
     if model is None:
         model, history = train_family(family, training, progress=True)
-    export_classifier(model, family, folder)
-    write_record(folder / "training.json", digits_notes(
-        name, f"course_utils.training.classifier.train_family(FAMILIES[{family.name!r}])", family.image_size,
-        training, history, family=asdict(family), parameters=model.num_parameters()))
+    export_classifier(name, model, family, training, history, folder)
 
 
 def save_classifier_standin(name, model, history, training=None):
@@ -149,16 +146,18 @@ def save_classifier_standin(name, model, history, training=None):
                          build=lambda folder: _build_classifier(folder, name, model, history, training))
 
 
-def _committed_version(name: str) -> str:
-    """Cached copies follow the committed weights: a new recipe run gives a new version, and so a rebuild."""
-    weights = committed_classifier(name) / "model.safetensors"
-    return "c-" + (sha256_file(weights)[:12] if weights.is_file() else "missing")
+def _weights_version(prefix: str, *files: Path, digits: int = 12) -> str:
+    """A stand-in's version from the committed weights it is built from: a new recipe run gives a new version, so
+    cached copies are rebuilt."""
+    if not all(f.is_file() for f in files):
+        return prefix + "missing"
+    return prefix + "".join(sha256_file(f)[:digits] for f in files)
 
 
 def _register_classifier(name: str, family: str, about: str) -> None:
     CLASSIFIER_STANDINS[name] = family
     register_standin(name, build=lambda folder: _build_classifier(folder, name), about=about,
-                     version=_committed_version(name))
+                     version=_weights_version("c-", committed_classifier(name) / "model.safetensors"))
 
 
 _register_classifier("microsoft/swin-base-patch4-window7-224", "swin",
@@ -190,28 +189,15 @@ def _build_clip(folder, name):
         **{k: record[k] for k in ("script", "config", "training", "seconds", "machine", "parameters", "quality")}})
 
 
-def _recipe_version() -> str:
-    """The stand-ins follow the committed weights: a new recipe run gives a new version, so cached copies are rebuilt."""
-    weights = Path(__file__).parent / "miniclip" / "model.safetensors"  # recipes.MINICLIP_DIR
-    return "1-" + (sha256_file(weights)[:12] if weights.is_file() else "missing")
-
-
 _MINICLIP_ABOUT = "the course's recipe mini-CLIP trained on captioned shapes (32 px, 2-layer ViT and text transformer)"
-_MINICLIP_VERSION = _recipe_version()  # hashes the 6.8 MB weights once per process (about 20 ms)
+# recipes.MINICLIP_DIR; hashes the 6.8 MB weights once per process (about 20 ms)
+_MINICLIP_VERSION = _weights_version("1-", Path(__file__).parent / "miniclip" / "model.safetensors")
 for _name in ("ViT-B/32", "openai/clip-vit-base-patch32"):
     register_standin(_name, build=lambda folder, name=_name: _build_clip(folder, name), about=_MINICLIP_ABOUT,
                      version=_MINICLIP_VERSION, entry="model.pt" if _name == "ViT-B/32" else "")
 
 
 # ---------------------------------------------------------------- chapter 07: Stable Diffusion 1.x
-
-def _sd_version() -> str:
-    folder = Path(__file__).parent / "sd"  # recipes.SD_DIR
-    files = [folder / "unet.safetensors", folder / "vae.safetensors"]
-    if not all(f.is_file() for f in files):
-        return "1-missing"
-    return "1-" + "".join(sha256_file(f)[:6] for f in files)
-
 
 def _build_sd(folder):
     """The recipe's small Stable Diffusion as a ``StableDiffusionPipeline`` folder (``save_pretrained``)."""
@@ -229,4 +215,6 @@ def _build_sd(folder):
 
 _SD_ABOUT = ("the course's small Stable Diffusion: mini-CLIP text encoder, VAE and UNet trained on captioned "
              "shapes (32 px images, 16x16x4 latents)")
-register_standin("stable-diffusion-v1-5/stable-diffusion-v1-5", build=_build_sd, about=_SD_ABOUT, version=_sd_version())
+_SD_DIR = Path(__file__).parent / "sd"  # recipes.SD_DIR
+register_standin("stable-diffusion-v1-5/stable-diffusion-v1-5", build=_build_sd, about=_SD_ABOUT,
+                 version=_weights_version("1-", _SD_DIR / "unet.safetensors", _SD_DIR / "vae.safetensors", digits=6))
