@@ -56,10 +56,7 @@ _WRONG_ORDERS = {  # pattern -> the mistake it stands for
 
 def _labelled_images(B: int, C: int, H: int, W: int) -> torch.Tensor:
     """Every pixel holds a distinct small integer (exact in float32): 1000b + 100c + 10y + x."""
-    b = torch.arange(B).view(B, 1, 1, 1)
-    c = torch.arange(C).view(1, C, 1, 1)
-    y = torch.arange(H).view(1, 1, H, 1)
-    x = torch.arange(W).view(1, 1, 1, W)
+    b, c, y, x = torch.meshgrid(*(torch.arange(n) for n in (B, C, H, W)), indexing="ij")
     return (1000 * b + 100 * c + 10 * y + x).float()  # (B, C, H, W)
 
 
