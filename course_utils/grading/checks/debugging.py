@@ -72,17 +72,13 @@ def reference_logits(state: dict[str, torch.Tensor], images: torch.Tensor, mista
     return F.linear(token, state["head.weight"], state["head.bias"])  # (B, K)
 
 
+@keep_rng()
 def check_debugged_vit(TinyViT) -> None:
     """Check the student's ``TinyViT``: which of the three planted mistakes are fixed, which remain."""
     require_callable(TinyViT, "TinyViT", "class")
     if not isinstance(TinyViT, type):
         raise CheckFailed(f"expected the class TinyViT, got an instance of {type(TinyViT).__name__}: pass the class "
                           "itself, check_debugged_vit(TinyViT)")
-    with keep_rng():
-        _check(TinyViT)
-
-
-def _check(TinyViT) -> None:
     torch.manual_seed(0)
     model = call(TinyViT, what="your TinyViT()")
     expected = _expected_parameters()

@@ -139,21 +139,18 @@ def _mistakes(p):
     return out
 
 
+@keep_rng()
 def check_pixel_values(pixel_values_by_hand) -> None:
     """Check ``pixel_values_by_hand(image, processor)`` against the processors' own pixel_values."""
     require_callable(pixel_values_by_hand, "pixel_values_by_hand")
-    with keep_rng():
-        _check(pixel_values_by_hand)
-
-
-def _check(fn) -> None:
     images = sample_images()
     for pname, p in sample_processors().items():
         for iname, image in images.items():
             original = image.copy()
             p.preprocess = _forbidden  # the processor's own pipeline is what is being rebuilt
             try:
-                out = call(fn, image, p, what="your pixel_values_by_hand", where=f"for {iname} and {pname}")
+                out = call(pixel_values_by_hand, image, p, what="your pixel_values_by_hand",
+                           where=f"for {iname} and {pname}")
             finally:
                 del p.preprocess
             if not np.array_equal(image, original):

@@ -221,17 +221,13 @@ def _reference_loss(unet, scheduler, latents, cond, uncond, p_drop, seed, order=
     return ((prediction - (noise if target == "noise" else latents)) ** 2).mean()
 
 
+@keep_rng()
 def check_denoising_loss(denoising_loss) -> None:
     """Check ``denoising_loss(unet, scheduler, latents, cond, uncond, p_drop, generator)`` against the contract's loss
     drawn from the same generator, at p_drop 0, 0.5 and 1."""
-    require_callable(denoising_loss, "denoising_loss")
-    with keep_rng():
-        _check_denoising_loss(denoising_loss)
-
-
-def _check_denoising_loss(denoising_loss) -> None:
     from diffusers import DDPMScheduler
 
+    require_callable(denoising_loss, "denoising_loss")
     unet, scheduler = _tiny_unet(), DDPMScheduler(num_train_timesteps=1000)
     gen = torch.Generator().manual_seed(11)
     B, L, E = 8, 5, 12
