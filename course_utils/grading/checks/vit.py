@@ -13,6 +13,7 @@ The contracts (Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021, e
 from __future__ import annotations
 
 import statistics
+import time
 
 import torch
 import torch.nn.functional as F
@@ -250,8 +251,6 @@ def check_train_vit(train_vit):
     """Run the student's ``train_vit(model, x_train, y_train, x_val, y_val)`` on a fresh ``ViT(ViTConfig.tiny())`` and
     the digits; check the budget, the accuracy on held-out test digits and the reported validation accuracies.
     Returns ``(model, history)``: the trained model and what ``train_vit`` returned, for plotting."""
-    import time
-
     from course_utils.data.digits import digits_data
     from course_utils.models.vit import ViT, ViTConfig
 
@@ -338,7 +337,6 @@ class _watch_training_inputs:
 def _reference_epoch_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """One epoch of a plain AdamW loop on a copy of ``model``, timed on this machine now (after one warm-up batch)."""
     import copy
-    import time
 
     twin = copy.deepcopy(model)
     optimizer = torch.optim.AdamW(twin.parameters(), lr=1e-3)
