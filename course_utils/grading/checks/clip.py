@@ -379,7 +379,8 @@ def check_best_scale(best_scale) -> None:
         if not (isinstance(nll, (list, tuple)) and len(nll) == len(scales)):
             raise CheckFailed(f"nll should hold one number per scale, {len(scales)} of them, in the order of scales")
         nll = [float(v) for v in nll]
-        if not all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6) for a, b in zip(nll, want)):
+        same = lambda values: all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6) for a, b in zip(nll, values))
+        if not same(want):
             raw = [F.cross_entropy(s * f @ g.T, labels).item() for s in scales]
             summed = [v * B for v in want]
             accuracy = [(F.normalize(f, dim=-1) @ F.normalize(g, dim=-1).T).argmax(-1).eq(labels).float().mean().item()
@@ -390,14 +391,14 @@ def check_best_scale(best_scale) -> None:
                                      (accuracy, "these are accuracies: every scale gives the same argmax, so "
                                                 "accuracy cannot choose; measure the negative log-likelihood of the "
                                                 "true class")]:
-                if all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6) for a, b in zip(nll, variant)):
+                if same(variant):
                     raise CheckFailed(mistake)
             raise CheckFailed("the NLL differs from the mean over images of -log softmax(scale * cos)[true class], "
                               f"with the softmax over the {K} classes")
-        if best == scales[max(range(len(scales)), key=want.__getitem__)] and best != scales[min(
-                range(len(scales)), key=want.__getitem__)]:
+        right, worst = scales[want.index(min(want))], scales[want.index(max(want))]
+        if best == worst and best != right:
             raise CheckFailed("best is the scale with the largest NLL: the best scale has the smallest")
-        if best != scales[min(range(len(scales)), key=want.__getitem__)]:
+        if best != right:
             raise CheckFailed("best is not the scale with the smallest NLL (return the scale itself, not its index)")
     passed("the mean NLL of the true class at every scale, for three sets of features")
     passed("the best scale, the one with the smallest NLL: 100, 10 and 3 as the features blur")

@@ -35,14 +35,10 @@ def _expected_parameters(s=SIZES) -> dict[str, tuple[int, ...]]:
     shapes = {"cls_token": (1, 1, D), "pos_embedding": (1, N + 1, D), "patch_embed.weight": (D, C, P, P),
               "patch_embed.bias": (D,), "norm.weight": (D,), "norm.bias": (D,), "head.weight": (s["classes"], D),
               "head.bias": (s["classes"],)}
-    for i in range(s["depth"]):
-        shapes.update({f"blocks.{i}.norm1.weight": (D,), f"blocks.{i}.norm1.bias": (D,),
-                       f"blocks.{i}.qkv.weight": (3 * D, D), f"blocks.{i}.qkv.bias": (3 * D,),
-                       f"blocks.{i}.proj.weight": (D, D), f"blocks.{i}.proj.bias": (D,),
-                       f"blocks.{i}.norm2.weight": (D,), f"blocks.{i}.norm2.bias": (D,),
-                       f"blocks.{i}.mlp.0.weight": (4 * D, D), f"blocks.{i}.mlp.0.bias": (4 * D,),
-                       f"blocks.{i}.mlp.2.weight": (D, 4 * D), f"blocks.{i}.mlp.2.bias": (D,)})
-    return shapes
+    block = {"norm1.weight": (D,), "norm1.bias": (D,), "qkv.weight": (3 * D, D), "qkv.bias": (3 * D,),
+             "proj.weight": (D, D), "proj.bias": (D,), "norm2.weight": (D,), "norm2.bias": (D,),
+             "mlp.0.weight": (4 * D, D), "mlp.0.bias": (4 * D,), "mlp.2.weight": (D, 4 * D), "mlp.2.bias": (D,)}
+    return shapes | {f"blocks.{i}.{name}": shape for i in range(s["depth"]) for name, shape in block.items()}
 
 
 def reference_logits(state: dict[str, torch.Tensor], images: torch.Tensor, mistakes=(), heads: int = SIZES["heads"],
@@ -76,17 +72,13 @@ def reference_logits(state: dict[str, torch.Tensor], images: torch.Tensor, mista
     return F.linear(token, state["head.weight"], state["head.bias"])  # (B, K)
 
 
+@keep_rng()
 def check_debugged_vit(TinyViT) -> None:
     """Check the student's ``TinyViT``: which of the three planted mistakes are fixed, which remain."""
     require_callable(TinyViT, "TinyViT", "class")
     if not isinstance(TinyViT, type):
         raise CheckFailed(f"expected the class TinyViT, got an instance of {type(TinyViT).__name__}: pass the class "
                           "itself, check_debugged_vit(TinyViT)")
-    with keep_rng():
-        _check(TinyViT)
-
-
-def _check(TinyViT) -> None:
     torch.manual_seed(0)
     model = call(TinyViT, what="your TinyViT()")
     expected = _expected_parameters()
@@ -127,11 +119,10 @@ def _check(TinyViT) -> None:
     else:
         D, d = SIZES["dim"], SIZES["dim"] // SIZES["heads"]
         for wrong, name in [(1 / math.sqrt(D), "1/sqrt(D), the model's width"), (1 / d, "1/d"), (math.sqrt(d), "sqrt(d)")]:
-            for n in range(3):
-                for left in itertools.combinations(("heads", "readout"), n):
-                    if close(logits, reference_logits(state, images, left, scale=wrong), rtol=1e-4, atol=1e-4):
-                        raise CheckFailed(f"the attention scores are now scaled by {name}: equation 1 divides them "
-                                          "by sqrt(d_k), d_k the width of one head")
+            for left in (r for n in range(3) for r in itertools.combinations(("heads", "readout"), n)):
+                if close(logits, reference_logits(state, images, left, scale=wrong), rtol=1e-4, atol=1e-4):
+                    raise CheckFailed(f"the attention scores are now scaled by {name}: equation 1 divides them "
+                                      "by sqrt(d_k), d_k the width of one head")
         raise CheckFailed("your TinyViT's output matches neither the fixed model nor any mix of the three planted "
                           "mistakes: something else changed. Compare your edits with the given code; a fix changes "
                           "only what is wrong")

@@ -112,29 +112,19 @@ def _tensor_result(result, want_shape) -> torch.Tensor:
     return result.detach()
 
 
-def _unchanged(triples) -> None:
-    """(name, tensor given, copy taken before) for each input: CheckFailed naming one changed in place."""
-    unchanged({n: g for n, g, _ in triples}, {n: o for n, _, o in triples}, hint="compute a new tensor")
-
-
 # ---------------------------------------------------------------------- q_sample
 
 def _q_variants(x0, t, noise, abar):
     """The classic wrong x_t, each with its message."""
     a = abar[t].view(-1, 1, 1, 1)  # (B, 1, 1, 1)
-    T = len(abar)
-
-    def at(index):
-        return abar[index].view(-1, 1, 1, 1)
-
     return [
         (a * x0 + (1 - a) * noise, Q_NO_SQRT),
         (a.sqrt() * x0 + (1 - a) * noise, Q_NOISE_NO_SQRT),
         (a * x0 + (1 - a).sqrt() * noise, Q_SIGNAL_NO_SQRT),
         (a.sqrt() * x0 + (1 - a.sqrt()) * noise, Q_ONE_MINUS_SQRT),
         ((1 - a).sqrt() * x0 + a.sqrt() * noise, Q_SWAPPED),
-        (at((t - 1) % T).sqrt() * x0 + (1 - at((t - 1) % T)).sqrt() * noise, Q_OFF_BY_ONE),
-        (at((t + 1).clamp(max=T - 1)).sqrt() * x0 + (1 - at((t + 1).clamp(max=T - 1))).sqrt() * noise, Q_OFF_BY_ONE),
+        (_q_sample(x0, (t - 1) % len(abar), noise, abar), Q_OFF_BY_ONE),
+        (_q_sample(x0, (t + 1).clamp(max=len(abar) - 1), noise, abar), Q_OFF_BY_ONE),
         (x0 + (1 - a).sqrt() * noise, Q_NO_SIGNAL_SCALE),
         (_q_sample(x0, t, noise, torch.cumprod(abar, 0)), Q_ALPHAS),
         (_q_sample(x0, t, noise, torch.cumprod(1 - abar, 0)), Q_ALPHAS),
@@ -151,17 +141,17 @@ def check_q_sample(q_sample) -> None:
         abar = _cumprod(torch.linspace(0.05, 0.4, 10))  # (T,), T = 10: very different abar per step
         x0, noise = randn(B, C, H, W, generator=gen), randn(B, C, H, W, generator=gen)
         t = torch.tensor([7, 0, 3, 9])  # (B,)
-        given = [("x0", x0.clone(), x0), ("t", t.clone(), t), ("noise", noise.clone(), noise),
-                 ("alphas_cumprod", abar.clone(), abar)]
+        originals = {"x0": x0, "t": t, "noise": noise, "alphas_cumprod": abar}
+        given = {name: x.clone() for name, x in originals.items()}
         where = f"for x0 of shape {fmt_shape(x0)}, t of shape {fmt_shape(t)} and alphas_cumprod of shape {fmt_shape(abar)}"
         try:
-            result = call(q_sample, *[g for _, g, _ in given], what="your q_sample", where=where)
+            result = call(q_sample, *given.values(), what="your q_sample", where=where)
         except CheckFailed as e:
             if "size of tensor" in str(e) or "broadcast" in str(e) or "shape" in str(e):
                 raise CheckFailed(f"{Q_BROADCAST} ({e})") from e
             raise
         result = _tensor_result(result, x0.shape)
-        _unchanged(given)
+        unchanged(given, originals, hint="compute a new tensor")
         passed(f"returns x_t of shape {fmt_shape(x0)}, the shape of x0, and leaves its inputs unchanged")
         if not close(result, _q_sample(x0, t, noise, abar)):
             first_match(result, _q_variants(x0, t, noise, abar), Q_WRONG)
@@ -181,10 +171,9 @@ def _step_variants(x_t, t, eps, betas, noise):
     """The classic wrong x_{t-1} at step t > 0, each with its message."""
     abar_all = _cumprod(betas)  # (T,)
     beta, alpha, abar = betas[t], 1 - betas[t], abar_all[t]
-    abar_prev = abar_all[t - 1]
     mean = (x_t - beta / (1 - abar).sqrt() * eps) / alpha.sqrt()
     sigma = beta.sqrt()
-    tilde = ((1 - abar_prev) / (1 - abar) * beta).sqrt()
+    tilde = ((1 - abar_all[t - 1]) / (1 - abar) * beta).sqrt()
 
     def full(b, a, ab):
         return (x_t - b / (1 - ab).sqrt() * eps) / a.sqrt() + b.sqrt() * noise
@@ -219,13 +208,12 @@ def check_ddpm_step(ddpm_step) -> None:
         betas = torch.linspace(0.05, 0.3, 8)  # (T,), T = 8: large steps, so every mistake shows
         x_t, eps, noise = (randn(B, C, H, W, generator=gen) for _ in range(3))
         t = 5
-        given = [("x_t", x_t.clone(), x_t), ("eps", eps.clone(), eps), ("betas", betas.clone(), betas),
-                 ("noise", noise.clone(), noise)]
+        originals = {"x_t": x_t, "eps": eps, "betas": betas, "noise": noise}
+        given = {name: x.clone() for name, x in originals.items()}
         where = f"for x_t of shape {fmt_shape(x_t)} at t = {t} with betas of shape {fmt_shape(betas)}"
-        result = call(ddpm_step, given[0][1], t, given[1][1], given[2][1], given[3][1], what="your ddpm_step",
-                      where=where)
-        result = _tensor_result(result, x_t.shape)
-        _unchanged(given)
+        result = _tensor_result(call(ddpm_step, given["x_t"], t, given["eps"], given["betas"], given["noise"],
+                                     what="your ddpm_step", where=where), x_t.shape)
+        unchanged(given, originals, hint="compute a new tensor")
         passed(f"returns x_(t-1) of shape {fmt_shape(x_t)}, the shape of x_t, and leaves its inputs unchanged")
         if not close(result, _step(x_t, t, eps, betas, noise)):
             first_match(result, _step_variants(x_t, t, eps, betas, noise), STEP_WRONG)
@@ -258,11 +246,10 @@ def check_classifier_free_guidance(classifier_free_guidance) -> None:
         gen = torch.Generator().manual_seed(8)
         u, c = randn(2, 4, 3, 3, generator=gen), randn(2, 4, 3, 3, generator=gen)
         w = 7.5
-        given = [("eps_uncond", u.clone(), u), ("eps_cond", c.clone(), c)]
-        result = call(classifier_free_guidance, given[0][1], given[1][1], w, what="your classifier_free_guidance",
-                      where=f"for predictions of shape {fmt_shape(u)} and guidance_scale {w}")
-        result = _tensor_result(result, u.shape)
-        _unchanged(given)
+        given = {"eps_uncond": u.clone(), "eps_cond": c.clone()}
+        result = _tensor_result(call(classifier_free_guidance, *given.values(), w, what="your classifier_free_guidance",
+                                     where=f"for predictions of shape {fmt_shape(u)} and guidance_scale {w}"), u.shape)
+        unchanged(given, {"eps_uncond": u, "eps_cond": c}, hint="compute a new tensor")
         passed(f"returns a prediction of shape {fmt_shape(u)}, the shape of its inputs, and leaves them unchanged")
         if not close(result, _cfg(u, c, w)):
             first_match(result, [
@@ -287,27 +274,22 @@ def check_classifier_free_guidance(classifier_free_guidance) -> None:
 # ------------------------------------------------------------------ ddim_step
 
 def _ddim_variants(x_t, t, t_prev, eps, abar):
-    """The DDIM step and the classic ways to get it wrong, each computed from the same inputs."""
+    """The classic wrong DDIM steps, each with its message (a mistake that cannot show at this t_prev is None)."""
     a_t = abar[t]
     a_prev = abar[t_prev] if t_prev >= 0 else torch.ones(())
     x0 = (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()
-    return {
-        "no direction": a_prev.sqrt() * x0,
-        "x0 without sqrt": a_prev.sqrt() * (x_t - (1 - a_t).sqrt() * eps) / a_t + (1 - a_prev).sqrt() * eps,
-        "direction at t": a_prev.sqrt() * x0 + (1 - a_t).sqrt() * eps,
-        "last index": (abar[-1].sqrt() * x0 + (1 - abar[-1]).sqrt() * eps) if t_prev < 0 else None,
-        "predicted x0": x0,
-    }
-
-
-DDIM_MISTAKES = {
-    "no direction": "the direction term is missing: x_{t_prev} = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev) eps",
-    "x0 without sqrt": "x0_hat divides by abar_t: it is (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)",
-    "direction at t": "the direction uses abar_t: the noise that remains at t_prev is sqrt(1 - abar_prev) eps",
-    "last index": ("t_prev = -1 read alphas_cumprod[-1], the LAST step's abar (Python counts from the end): past the "
-                   "end abar is 1, a clean image"),
-    "predicted x0": "this is x0_hat itself: move to t_prev, sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev) eps",
-}
+    return [
+        (a_prev.sqrt() * x0,
+         "the direction term is missing: x_{t_prev} = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev) eps"),
+        (a_prev.sqrt() * (x_t - (1 - a_t).sqrt() * eps) / a_t + (1 - a_prev).sqrt() * eps,
+         "x0_hat divides by abar_t: it is (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)"),
+        (a_prev.sqrt() * x0 + (1 - a_t).sqrt() * eps,
+         "the direction uses abar_t: the noise that remains at t_prev is sqrt(1 - abar_prev) eps"),
+        ((abar[-1].sqrt() * x0 + (1 - abar[-1]).sqrt() * eps) if t_prev < 0 else None,
+         "t_prev = -1 read alphas_cumprod[-1], the LAST step's abar (Python counts from the end): past the end abar "
+         "is 1, a clean image"),
+        (x0, "this is x0_hat itself: move to t_prev, sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev) eps"),
+    ]
 
 
 def check_ddim_step(ddim_step) -> None:
@@ -327,11 +309,9 @@ def check_ddim_step(ddim_step) -> None:
             if require_tensor(got).shape != x_t.shape:
                 raise CheckFailed(WRONG_SHAPE.format(want=fmt_shape(x_t), got=fmt_shape(got)))
             if not close(got, _ddim(x_t, t, t_prev, eps, abar), atol=1e-5):
-                for name, variant in _ddim_variants(x_t, t, t_prev, eps, abar).items():
-                    if variant is not None and close(got, variant, atol=1e-5):
-                        raise CheckFailed(f"{DDIM_MISTAKES[name]} (at t = {t}, t_prev = {t_prev})")
-                raise CheckFailed(f"x_t_prev differs from sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev) eps at t = {t}, "
-                                  f"t_prev = {t_prev}")
+                at = f"at t = {t}, t_prev = {t_prev}"
+                first_match(got, [(v, f"{message} ({at})") for v, message in _ddim_variants(x_t, t, t_prev, eps, abar)],
+                            f"x_t_prev differs from sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev) eps {at}", atol=1e-5)
             passed(f"{what}: t = {t} -> t_prev = {t_prev}")
     passed("leaves x_t, eps and alphas_cumprod unchanged")
 

@@ -139,21 +139,18 @@ def _mistakes(p):
     return out
 
 
+@keep_rng()
 def check_pixel_values(pixel_values_by_hand) -> None:
     """Check ``pixel_values_by_hand(image, processor)`` against the processors' own pixel_values."""
     require_callable(pixel_values_by_hand, "pixel_values_by_hand")
-    with keep_rng():
-        _check(pixel_values_by_hand)
-
-
-def _check(fn) -> None:
     images = sample_images()
     for pname, p in sample_processors().items():
         for iname, image in images.items():
             original = image.copy()
             p.preprocess = _forbidden  # the processor's own pipeline is what is being rebuilt
             try:
-                out = call(fn, image, p, what="your pixel_values_by_hand", where=f"for {iname} and {pname}")
+                out = call(pixel_values_by_hand, image, p, what="your pixel_values_by_hand",
+                           where=f"for {iname} and {pname}")
             finally:
                 del p.preprocess
             if not np.array_equal(image, original):
@@ -257,22 +254,14 @@ _MATCH_CASES = [  # (what the case is about, accuracy, size); ties only in the o
 _first, _best, _worst = (lambda seeds: seeds[0]), max, min
 
 
-def _over_epochs(runs):
-    return [mean(curve) for curve in runs]
-
-
-def _best_epoch(runs):
-    return [max(curve) for curve in runs]
-
-
 _MATCH_MISTAKES = [  # (the mistake's answer on one case, the message)
     (lambda a, s, n: _to_match(a, s, n, index=True),
      "returns the position in `sizes`, not the number of images: return sizes[i]"),
     (lambda a, s, n: _to_match(a, s, n, strict=True),
      "a model from scratch that exactly equals the pretrained one has reached it: use >=, not >"),
-    (lambda a, s, n: _to_match(a, s, n, summary=_over_epochs),
+    (lambda a, s, n: _to_match(a, s, n, summary=lambda runs: [mean(curve) for curve in runs]),
      "averages each run over its epochs: the contract compares the accuracy after the last epoch"),
-    (lambda a, s, n: _to_match(a, s, n, summary=_best_epoch),
+    (lambda a, s, n: _to_match(a, s, n, summary=lambda runs: [max(curve) for curve in runs]),
      "takes each run's best epoch: the contract compares the accuracy after the last epoch (the best epoch is "
      "chosen by looking at the test set)"),
     (lambda a, s, n: _to_match(a, s, n, seeds=_first),

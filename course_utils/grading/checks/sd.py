@@ -221,17 +221,13 @@ def _reference_loss(unet, scheduler, latents, cond, uncond, p_drop, seed, order=
     return ((prediction - (noise if target == "noise" else latents)) ** 2).mean()
 
 
+@keep_rng()
 def check_denoising_loss(denoising_loss) -> None:
     """Check ``denoising_loss(unet, scheduler, latents, cond, uncond, p_drop, generator)`` against the contract's loss
     drawn from the same generator, at p_drop 0, 0.5 and 1."""
-    require_callable(denoising_loss, "denoising_loss")
-    with keep_rng():
-        _check_denoising_loss(denoising_loss)
-
-
-def _check_denoising_loss(denoising_loss) -> None:
     from diffusers import DDPMScheduler
 
+    require_callable(denoising_loss, "denoising_loss")
     unet, scheduler = _tiny_unet(), DDPMScheduler(num_train_timesteps=1000)
     gen = torch.Generator().manual_seed(11)
     B, L, E = 8, 5, 12
@@ -253,14 +249,14 @@ def _check_denoising_loss(denoising_loss) -> None:
                 continue
             mistakes = [({"target": "latents"}, "the target is the clean latents: the UNet predicts the noise, epsilon"),
                         ({"sqrt": False}, "x_t mixes by abar_t and 1 - abar_t: it is sqrt(abar_t) x_0 + sqrt(1 - abar_t) "
-                                          "epsilon (scheduler.add_noise does it)")]
-            mistakes += [({"uniform": False}, "no caption is dropped (and no uniform number drawn for it): replace "
+                                          "epsilon (scheduler.add_noise does it)"),
+                        ({"uniform": False}, "no caption is dropped (and no uniform number drawn for it): replace "
                                              "each caption by the empty one with probability p_drop"),
-                         ({"global_noise": True}, "the noise does not come from `generator` (torch.randn_like, or "
-                                             "torch.randn without generator=): draw it with "
-                                             "torch.randn(latents.shape, generator=generator)"),
-                         ({"keep_if_below": True}, "the captions are dropped with probability 1 - p_drop: drop where "
-                                                   "the uniform number is below p_drop")]
+                        ({"global_noise": True}, "the noise does not come from `generator` (torch.randn_like, or "
+                                                 "torch.randn without generator=): draw it with "
+                                                 "torch.randn(latents.shape, generator=generator)"),
+                        ({"keep_if_below": True}, "the captions are dropped with probability 1 - p_drop: drop where "
+                                                  "the uniform number is below p_drop")]
             if 0 < p_drop < 1:
                 mistakes.append(({"p_drop": 0.0}, "no caption is dropped: replace each one by the empty caption "
                                                   "where its uniform number is below p_drop"))
@@ -367,10 +363,7 @@ def _clear_gain(runs, scales, key, *, better=lambda new, base: min(new) > max(ba
 
 def _runs(**by_key):
     """A made-up record: each keyword a (scales, seeds) list of values; runs[i][j] the dict of scale i, seed j."""
-    keys = list(by_key)
-    grid = list(by_key.values())
-    return [[{key: grid[k][i][j] for k, key in enumerate(keys)} for j in range(len(grid[0][i]))]
-            for i in range(len(grid[0]))]
+    return [[dict(zip(by_key, seed)) for seed in zip(*scale)] for scale in zip(*by_key.values())]
 
 
 _SCALES = [1.0, 2.0, 3.0, 5.0]

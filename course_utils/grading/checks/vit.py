@@ -13,6 +13,7 @@ The contracts (Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021, e
 from __future__ import annotations
 
 import statistics
+import time
 
 import torch
 import torch.nn.functional as F
@@ -56,10 +57,7 @@ _WRONG_ORDERS = {  # pattern -> the mistake it stands for
 
 def _labelled_images(B: int, C: int, H: int, W: int) -> torch.Tensor:
     """Every pixel holds a distinct small integer (exact in float32): 1000b + 100c + 10y + x."""
-    b = torch.arange(B).view(B, 1, 1, 1)
-    c = torch.arange(C).view(1, C, 1, 1)
-    y = torch.arange(H).view(1, 1, H, 1)
-    x = torch.arange(W).view(1, 1, 1, W)
+    b, c, y, x = torch.meshgrid(*(torch.arange(n) for n in (B, C, H, W)), indexing="ij")
     return (1000 * b + 100 * c + 10 * y + x).float()  # (B, C, H, W)
 
 
@@ -253,8 +251,6 @@ def check_train_vit(train_vit):
     """Run the student's ``train_vit(model, x_train, y_train, x_val, y_val)`` on a fresh ``ViT(ViTConfig.tiny())`` and
     the digits; check the budget, the accuracy on held-out test digits and the reported validation accuracies.
     Returns ``(model, history)``: the trained model and what ``train_vit`` returned, for plotting."""
-    import time
-
     from course_utils.data.digits import digits_data
     from course_utils.models.vit import ViT, ViTConfig
 
@@ -341,7 +337,6 @@ class _watch_training_inputs:
 def _reference_epoch_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """One epoch of a plain AdamW loop on a copy of ``model``, timed on this machine now (after one warm-up batch)."""
     import copy
-    import time
 
     twin = copy.deepcopy(model)
     optimizer = torch.optim.AdamW(twin.parameters(), lr=1e-3)
