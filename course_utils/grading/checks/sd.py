@@ -325,7 +325,7 @@ def check_denoising_training(denoising_loss, parts, judge, steps: int = RETEACH_
         uncond = prompts([""])  # (1, L, E)
         unet.eval()
         before = prompt_adherence(student, judge, **RETEACH_JUDGING)
-        optimizer = torch.optim.AdamW(unet.parameters(), lr=RETEACH_LR)
+        optimizer = torch.optim.AdamW(unet.parameters(), lr=RETEACH_LR, foreach=True)  # as in fit
         generator, losses = torch.Generator().manual_seed(0), []
         unet.train()
         for step in range(steps):
