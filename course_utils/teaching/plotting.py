@@ -59,7 +59,7 @@ def image_grid(images, titles=None, ncols=None, size=2.0, axes=None, cmap=None) 
         ax.axis("off")
         if i >= n:
             continue
-        ax.imshow(pictures[i], cmap=cmap or "gray", vmin=0.0, vmax=1.0, interpolation="nearest")  # cmap, vmin, vmax: grey only
+        ax.imshow(pictures[i], cmap=cmap or "gray", vmin=0.0, vmax=1.0, interpolation="nearest")  # RGB ignores cmap
         if titles is not None:
             ax.set_title(titles[i], fontsize=8)
     return axes
