@@ -186,9 +186,8 @@ def diffusion_explorer(model: torch.nn.Module, x0: torch.Tensor, alphas_cumprod:
         fig = Figure(figsize=(1.0 * len(x0) + 1.2, 3.4))
         axes = fig.subplots(3, len(x0), squeeze=False)
         for r, (label, images) in enumerate(rows):
-            for c in range(len(x0)):
-                ax = axes[r, c]
-                ax.imshow(((images[c, 0] + 1) / 2).clamp(0, 1), cmap="gray", vmin=0, vmax=1)
+            for ax, image in zip(axes[r], images):
+                ax.imshow(((image[0] + 1) / 2).clamp(0, 1), cmap="gray", vmin=0, vmax=1)
                 ax.set(xticks=[], yticks=[])
             axes[r, 0].set_ylabel(label, fontsize=9)
         abar = float(alphas_cumprod[t])

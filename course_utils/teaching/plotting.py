@@ -132,8 +132,7 @@ def attention_over_image(image, weights, patch_size, ax=None, alpha=0.6, cmap="i
             raise ValueError(f"query patch {query} out of range 0..{gh * gw - 1}")
         row, col = divmod(int(query), gw)
         ax.add_patch(Rectangle((col * P - 0.5, row * P - 0.5), P, P, fill=False, edgecolor="cyan", linewidth=2))
-    ax.set_xlim(-0.5, W - 0.5)
-    ax.set_ylim(H - 0.5, -0.5)
+    ax.set(xlim=(-0.5, W - 0.5), ylim=(H - 0.5, -0.5))
     ax.axis("off")
     return ax
 
@@ -185,10 +184,8 @@ def pair_matrix(similarity, images, captions, ax=None, title=None, cmap="viridis
             ax.text(j, i, f"{S[i, j]:.2f}", ha="center", va="center", fontsize=7,
                     color="black" if S[i, j] > (S.max() + S.min()) / 2 else "white")
         ax.imshow(_hwc(images[i]), extent=(-1.45, -0.55, i + 0.45, i - 0.45), interpolation="nearest")
-    ax.set_xlim(-1.5, n - 0.5)
-    ax.set_ylim(n - 0.5, -0.5)
-    ax.set_xticks(range(n))
-    ax.set_xticklabels(captions, rotation=40, ha="left", fontsize=8)
+    ax.set(xlim=(-1.5, n - 0.5), ylim=(n - 0.5, -0.5))
+    ax.set_xticks(range(n), captions, rotation=40, ha="left", fontsize=8)
     ax.xaxis.tick_top()
     ax.set_yticks([])
     ax.spines[:].set_visible(False)
