@@ -85,15 +85,13 @@ DIGITS_LABELS = {k: str(k) for k in range(10)}  # id2label of the digits classif
 def normalize(images: torch.Tensor, mean=IMAGE_MEAN, std=IMAGE_STD) -> torch.Tensor:
     """(x - mean) / std per channel, as ``ViTImageProcessor`` does: (B, C, H, W) -> (B, C, H, W)."""
     C = images.shape[1]
-    mean = torch.tensor(mean[:C], dtype=images.dtype).view(1, C, 1, 1)
-    std = torch.tensor(std[:C], dtype=images.dtype).view(1, C, 1, 1)
+    mean, std = (torch.tensor(v[:C], dtype=images.dtype).view(1, C, 1, 1) for v in (mean, std))
     return (images - mean) / std
 
 
 def digits_data(size: int = 16, channels: int = 3, seed: int = 0):
     """The scikit-learn digits as the ViT sees them: resized to ``size``, grey repeated over
     ``channels``, normalised to [-1, 1]. Returns the stratified 80/20 ``Split`` (1,438 / 359)."""
-
     split = digits_split(size=size, test_fraction=0.2, seed=seed)
     prep = lambda x: normalize(x.expand(-1, channels, -1, -1).contiguous())  # noqa: E731  (N, channels, size, size)
     return Split(prep(split.x_train), split.y_train, prep(split.x_test), split.y_test)

@@ -227,20 +227,19 @@ def make_shapes(n: int, size: int = 32, seed: int = 0, split: str = "train") -> 
     position = (U[:, 2] * len(POSITIONS)).astype(np.int64)
     template = (U[:, 3] * len(TEMPLATES)).astype(np.int64)
 
-    radius = np.array([SIZE_RADIUS[s] for s in SIZES])[size_id] * (1 + SIZE_JITTER * (2 * U[:, 4] - 1))
+    radius = np.array([SIZE_RADIUS[s] for s in SIZES])[size_id] * (1 + SIZE_JITTER * (2 * U[:, 4] - 1))  # (N,)
     xy = np.array([POSITION_XY[p] for p in POSITIONS])[position]  # (N, 2)
-    cx = xy[:, 0] + POSITION_JITTER * (2 * U[:, 5] - 1)
-    cy = xy[:, 1] + POSITION_JITTER * (2 * U[:, 6] - 1)
+    centre = xy + POSITION_JITTER * (2 * U[:, 5:7] - 1)  # (N, 2): x, y
+    centre, radius = centre.astype(np.float32), radius.astype(np.float32)  # the geometry as drawn and as kept
     grey = BACKGROUND[0] + (BACKGROUND[1] - BACKGROUND[0]) * U[:, 7]  # (N,)
 
-    f32 = np.float32
-    alpha = torch.from_numpy(_coverage(shape, position, cx.astype(f32), cy.astype(f32), radius.astype(f32), size))[:, None]  # (N, 1, size, size)
+    alpha = torch.from_numpy(_coverage(shape, position, *centre.T, radius, size))[:, None]  # (N, 1, size, size)
     rgb = torch.tensor([COLOUR_RGB[c] for c in COLOURS], dtype=torch.float32)[torch.from_numpy(colour)]  # (N, 3)
-    bg = torch.from_numpy(grey.astype(f32))[:, None, None, None]  # (N, 1, 1, 1)
+    bg = torch.from_numpy(grey.astype(np.float32))[:, None, None, None]  # (N, 1, 1, 1)
     images = bg * (1 - alpha) + rgb[:, :, None, None] * alpha  # (N, 3, size, size)
 
     attributes = zip(colour.tolist(), shape.tolist(), size_id.tolist(), position.tolist(), template.tolist())
     captions = [caption(c, s, z, p, template=t) for c, s, z, p, t in attributes]
     labels = (torch.as_tensor(a, dtype=torch.int64) for a in (colour, shape, size_id, position, template))
-    return Shapes(images.contiguous(), captions, *labels, centre=torch.from_numpy(np.stack([cx, cy], axis=1).astype(f32)),
-                  radius=torch.from_numpy(radius.astype(f32)))
+    return Shapes(images.contiguous(), captions, *labels, centre=torch.from_numpy(centre),
+                  radius=torch.from_numpy(radius))

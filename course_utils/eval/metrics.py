@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_utils.data import shapes as S
-from course_utils.data.shapes import HELD_OUT, PAIRS
 from course_utils.models.clip import encode, zero_shot_probs
 from course_utils.models.judges import Judge
 from course_utils.models.sd import SDParts, generate
@@ -112,12 +111,9 @@ def adherence(judge: Judge, images: torch.Tensor, colours, shapes) -> dict[str, 
     ``colours`` and ``shapes`` are (N,) indices into COLOURS and SHAPES (or one int each for all).
     """
     v = judge.read(images)
-    n = len(images)
-    colours = torch.as_tensor(colours).expand(n) if torch.as_tensor(colours).ndim == 0 else torch.as_tensor(colours)
-    shapes = torch.as_tensor(shapes).expand(n) if torch.as_tensor(shapes).ndim == 0 else torch.as_tensor(shapes)
-    colour_ok, shape_ok = v["colour"] == colours, v["shape"] == shapes
+    colour_ok, shape_ok = v["colour"] == torch.as_tensor(colours), v["shape"] == torch.as_tensor(shapes)  # (N,)
     return {"colour": colour_ok.float().mean().item(), "shape": shape_ok.float().mean().item(),
-            "both": (colour_ok & shape_ok).float().mean().item(), "n": n}
+            "both": (colour_ok & shape_ok).float().mean().item(), "n": len(images)}
 
 
 def attribute_labels(data) -> dict[str, torch.Tensor]:
@@ -133,22 +129,18 @@ def accuracy(judge: Judge, images: torch.Tensor, data) -> dict[str, float]:
 
 def pair_prompts(pairs: str | list = "seen", template: str = "a {colour} {shape}", per_pair: int = 8):
     """(prompts, colour ids, shape ids) for each colour-shape pair of a split, ``per_pair`` times each."""
-    from course_utils.data.shapes import COLOURS, SHAPES, caption
-
     if isinstance(pairs, str):
-        pairs = {"seen": [p for p in PAIRS if p not in HELD_OUT], "heldout": list(HELD_OUT), "all": list(PAIRS)}[pairs]
-    prompts, colours, shapes = [], [], []
-    for c, s in pairs:
-        prompts += [caption(c, s, template=template)] * per_pair
-        colours += [COLOURS.index(c)] * per_pair
-        shapes += [SHAPES.index(s)] * per_pair
-    return prompts, torch.tensor(colours), torch.tensor(shapes)
+        pairs = {"seen": [p for p in S.PAIRS if p not in S.HELD_OUT], "heldout": list(S.HELD_OUT),
+                 "all": list(S.PAIRS)}[pairs]
+    prompts = [S.caption(c, s, template=template) for c, s in pairs for _ in range(per_pair)]
+    colours = torch.tensor([S.COLOURS.index(c) for c, _ in pairs]).repeat_interleave(per_pair)
+    shapes = torch.tensor([S.SHAPES.index(s) for _, s in pairs]).repeat_interleave(per_pair)
+    return prompts, colours, shapes
 
 
 def prompt_adherence(parts: SDParts, judge, pairs="seen", per_pair: int = 8, guidance_scale: float = 3.0,
                      steps: int = 25, seed: int = 0, progress: bool = False, template: str = "a {colour} {shape}"):
     """Generate ``per_pair`` images for each pair's prompt; the judge's verdicts, plus the images and timing."""
-
     prompts, colours, shapes = pair_prompts(pairs, template, per_pair)
     start = time.perf_counter()
     images = generate(parts, prompts, guidance_scale=guidance_scale, steps=steps, seed=seed, progress=progress)

@@ -71,9 +71,7 @@ def clip_from_transformers(folder: str | Path) -> nn.Module:
     folder = Path(folder)
     index = folder / "model.safetensors.index.json"
     files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else ["model.safetensors"]
-    state = {}
-    for name in files:
-        state.update(load_file(str(folder / name)))
+    state = {k: v for name in files for k, v in load_file(str(folder / name)).items()}
     clip = import_clip()
     return clip.model.build_model(hf_to_openai(state)).float().eval()  # build_model reads the sizes off the shapes
 
@@ -142,15 +140,13 @@ def _layers(names, towers) -> dict[str, int]:
 def openai_to_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """An openai ``clip.model.CLIP`` state dict under transformers' ``CLIPModel`` names
     (q, k and v split apart, the two projections transposed)."""
-    out = {}
-    for src, dst in _pairs(_layers(state, _TOWERS)):
-        out[dst.removesuffix(".T")] = state[src].T if dst.endswith(".T") else state[src]
+    layers = _layers(state, _TOWERS)
+    out = {dst.removesuffix(".T"): state[src].T if dst.endswith(".T") else state[src] for src, dst in _pairs(layers)}
     for src_tower, dst_tower in _TOWERS.items():
-        for i in range(_layers(state, _TOWERS)[src_tower]):
+        for i in range(layers[src_tower]):
             for kind in ("weight", "bias"):
-                q, k, v = state[f"{src_tower}.{i}.attn.in_proj_{kind}"].chunk(3)  # (3W, ...) -> three (W, ...)
-                for name, part in zip("qkv", (q, k, v)):
-                    out[f"{dst_tower}.{i}.self_attn.{name}_proj.{kind}"] = part
+                parts = state[f"{src_tower}.{i}.attn.in_proj_{kind}"].chunk(3)  # (3W, ...) -> three (W, ...)
+                out |= {f"{dst_tower}.{i}.self_attn.{name}_proj.{kind}": part for name, part in zip("qkv", parts)}
     return {k: v.contiguous() for k, v in out.items()}
 
 
@@ -159,9 +155,7 @@ def hf_to_openai(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     which ``clip.model.build_model`` turns into the same network."""
     towers = {dst: src for src, dst in _TOWERS.items()}
     layers = {towers[t]: n for t, n in _layers(state, towers).items()}
-    out = {}
-    for src, dst in _pairs(layers):
-        out[src] = state[dst.removesuffix(".T")].T if dst.endswith(".T") else state[dst]
+    out = {src: state[dst.removesuffix(".T")].T if dst.endswith(".T") else state[dst] for src, dst in _pairs(layers)}
     for src_tower, dst_tower in _TOWERS.items():
         for i in range(layers[src_tower]):
             for kind in ("weight", "bias"):

@@ -61,14 +61,9 @@ class _Recorder:
     def __init__(self, unet):
         self.unet, self.maps = unet, []
         self.original = dict(unet.attn_processors)
-        processors = {}
-        for name, proc in self.original.items():
-            if name.endswith("attn2.processor"):  # cross-attention; attn1 is self-attention over positions
-                module = unet.get_submodule(name.removesuffix(".processor"))
-                processors[name] = CourseCrossAttention(name, module, self.maps)
-            else:
-                processors[name] = proc
-        unet.set_attn_processor(processors)
+        cross = {name: CourseCrossAttention(name, unet.get_submodule(name.removesuffix(".processor")), self.maps)
+                 for name in self.original if name.endswith("attn2.processor")}  # attn1: self-attention over positions
+        unet.set_attn_processor(self.original | cross)
 
     def remove(self):
         self.unet.set_attn_processor(self.original)

@@ -68,12 +68,10 @@ def _copy_weights(model: ViT, hf_model, to_hf: bool) -> None:
         pairs += [(mine.weight, theirs.weight), (mine.bias, theirs.bias)]
     if to_hf:
         conv.weight.copy_(rearrange(course.proj.weight, "d (p1 p2 c) -> d c p1 p2", p1=c.patch_size, p2=c.patch_size))
-        for mine, theirs in pairs:
-            theirs.copy_(mine)
     else:
         course.proj.weight.copy_(rearrange(conv.weight, "d c p1 p2 -> d (p1 p2 c)"))  # (D, C, P, P) -> (D, P*P*C)
-        for mine, theirs in pairs:
-            mine.copy_(theirs)
+    for mine, theirs in pairs:
+        theirs.copy_(mine) if to_hf else mine.copy_(theirs)
 
 
 def copy_to_hf(model: ViT, hf_model) -> None:

@@ -63,8 +63,7 @@ class Explorer:
 
     def set(self, **values) -> Explorer:
         """Move controls from code, as a user would: ``explorer.set(head=2)``; the figure redraws."""
-        unknown = set(values) - set(self.controls)
-        if unknown:
+        if unknown := set(values) - set(self.controls):
             raise TypeError(f"unknown control(s) {sorted(unknown)}; this explorer has {list(self.controls)}")
         for name, value in values.items():
             self.controls[name].value = value
@@ -75,8 +74,7 @@ class Explorer:
         return bytes(self.figure.value)
 
     def _redraw(self, change=None) -> None:
-        fig = self._draw(**self.values)
-        self.figure.value = figure_png(fig)
+        self.figure.value = figure_png(self._draw(**self.values))
         self.redraws += 1
 
     def __repr__(self) -> str:
@@ -188,10 +186,9 @@ def diffusion_explorer(model: torch.nn.Module, x0: torch.Tensor, alphas_cumprod:
         fig = Figure(figsize=(1.0 * len(x0) + 1.2, 3.4))
         axes = fig.subplots(3, len(x0), squeeze=False)
         for r, (label, images) in enumerate(rows):
-            for c in range(len(x0)):
-                ax = axes[r, c]
-                ax.imshow(((images[c, 0] + 1) / 2).clamp(0, 1), cmap="gray", vmin=0, vmax=1)
-                ax.set_xticks([]), ax.set_yticks([])
+            for ax, image in zip(axes[r], images):
+                ax.imshow(((image[0] + 1) / 2).clamp(0, 1), cmap="gray", vmin=0, vmax=1)
+                ax.set(xticks=[], yticks=[])
             axes[r, 0].set_ylabel(label, fontsize=9)
         abar = float(alphas_cumprod[t])
         error = (x0_hat - x0).pow(2).mean().item()

@@ -59,10 +59,7 @@ def image_grid(images, titles=None, ncols=None, size=2.0, axes=None, cmap=None) 
         ax.axis("off")
         if i >= n:
             continue
-        if pictures[i].ndim == 2:
-            ax.imshow(pictures[i], cmap=cmap or "gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-        else:
-            ax.imshow(pictures[i], interpolation="nearest")
+        ax.imshow(pictures[i], cmap=cmap or "gray", vmin=0.0, vmax=1.0, interpolation="nearest")  # RGB ignores cmap
         if titles is not None:
             ax.set_title(titles[i], fontsize=8)
     return axes
@@ -135,8 +132,7 @@ def attention_over_image(image, weights, patch_size, ax=None, alpha=0.6, cmap="i
             raise ValueError(f"query patch {query} out of range 0..{gh * gw - 1}")
         row, col = divmod(int(query), gw)
         ax.add_patch(Rectangle((col * P - 0.5, row * P - 0.5), P, P, fill=False, edgecolor="cyan", linewidth=2))
-    ax.set_xlim(-0.5, W - 0.5)
-    ax.set_ylim(H - 0.5, -0.5)
+    ax.set(xlim=(-0.5, W - 0.5), ylim=(H - 0.5, -0.5))
     ax.axis("off")
     return ax
 
@@ -157,8 +153,7 @@ def similarity_grid(similarity, grid_h, grid_w, size=3.5, cmap="viridis", vmin=-
                              gridspec_kw=dict(wspace=0.08, hspace=0.08))
     for i, ax in enumerate(axes.ravel()):
         im = ax.imshow(S[i].reshape(grid_h, grid_w), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
     for r in range(grid_h):
         axes[r, 0].set_ylabel(str(r + 1), fontsize=7, rotation=0, labelpad=6, va="center")
     for c in range(grid_w):
@@ -189,14 +184,11 @@ def pair_matrix(similarity, images, captions, ax=None, title=None, cmap="viridis
             ax.text(j, i, f"{S[i, j]:.2f}", ha="center", va="center", fontsize=7,
                     color="black" if S[i, j] > (S.max() + S.min()) / 2 else "white")
         ax.imshow(_hwc(images[i]), extent=(-1.45, -0.55, i + 0.45, i - 0.45), interpolation="nearest")
-    ax.set_xlim(-1.5, n - 0.5)
-    ax.set_ylim(n - 0.5, -0.5)
-    ax.set_xticks(range(n))
-    ax.set_xticklabels(captions, rotation=40, ha="left", fontsize=8)
+    ax.set(xlim=(-1.5, n - 0.5), ylim=(n - 0.5, -0.5))
+    ax.set_xticks(range(n), captions, rotation=40, ha="left", fontsize=8)
     ax.xaxis.tick_top()
     ax.set_yticks([])
-    for side in ("left", "right", "bottom", "top"):
-        ax.spines[side].set_visible(False)
+    ax.spines[:].set_visible(False)
     if title:
         ax.set_title(title, fontsize=10, pad=12, loc="left", y=-0.08)
     return ax

@@ -150,9 +150,8 @@ def train_family(family: Family, training: TrainConfig | None = None,
 
 
 def train_digit_judge(x_train: torch.Tensor, y_train: torch.Tensor, epochs: int = 12, seed: int = 0,
-                progress: bool = False) -> nn.Module:
+                      progress: bool = False) -> nn.Module:
     """``digit_judge`` trained on real digits in [-1, 1] with chapter 03's ``train_classifier`` (augmented)."""
-
     torch.manual_seed(seed)
     judge = digit_judge(x_train.shape[-1])
     train_classifier(judge, x_train, y_train, TrainConfig(epochs=epochs, lr=3e-3, seed=seed), progress=progress,

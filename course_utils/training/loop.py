@@ -79,7 +79,11 @@ def fit(model: nn.Module, loss: Callable[[int], torch.Tensor], steps: int, *, lr
     # foreach (torch's default on GPUs only): on a CPU the same numbers, bit for bit, and a sixth faster here
     optimizer = torch.optim.AdamW(groups, lr=lr, foreach=True)
     scheduler = _schedule(optimizer, schedule, steps, warmup, lr)
-    average = _ema(model, ema, ema_after) if ema else None
+    average = None
+    if ema:  # diffusers' EMAModel, at a fixed decay once ema_after steps are done
+        from diffusers.training_utils import EMAModel
+
+        average = EMAModel(model.parameters(), decay=ema, min_decay=ema, update_after_step=ema_after)
     run = Run(ema=copy.deepcopy(model).eval().requires_grad_(False) if average else None)
     model.train()
     bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=1.0)
@@ -109,13 +113,6 @@ def fit(model: nn.Module, loss: Callable[[int], torch.Tensor], steps: int, *, lr
         average.copy_to(run.ema.parameters())
     model.eval()
     return run
-
-
-def _ema(model: nn.Module, decay: float, after: int):
-    """diffusers' EMAModel with a fixed ``decay`` once ``after`` steps are done (a copy of the weights before)."""
-    from diffusers.training_utils import EMAModel
-
-    return EMAModel(model.parameters(), decay=decay, min_decay=decay, update_after_step=after)
 
 
 def min_snr_weights(scheduler, t: torch.Tensor, gamma: float) -> torch.Tensor:

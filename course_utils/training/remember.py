@@ -143,12 +143,10 @@ def _load(folder: Path, modules: dict):
 
     tensors = load_file(str(folder / "state.safetensors"))
     record = json.loads((folder / "record.json").read_text())
-    for path, module in modules.items():
-        device = next(module.parameters(), torch.empty(0)).device
-        module.load_state_dict({k.removeprefix(f"arg/{path}/"): v.to(device) for k, v in tensors.items()
+    for path, module in modules.items():  # load_state_dict copies onto the module's own device
+        module.load_state_dict({k.removeprefix(f"arg/{path}/"): v for k, v in tensors.items()
                                 if k.startswith(f"arg/{path}/")})
-    for path, training in record.get("modes", {}).items():
-        modules[path].train(training)
+        module.train(record["modes"][path])
     returned = []
     for i, entry in enumerate(record["returned"]):
         if "module" in entry:
