@@ -71,7 +71,8 @@ def _copy_weights(model: ViT, hf_model, to_hf: bool) -> None:
     else:
         course.proj.weight.copy_(rearrange(conv.weight, "d c p1 p2 -> d (p1 p2 c)"))  # (D, C, P, P) -> (D, P*P*C)
     for mine, theirs in pairs:
-        theirs.copy_(mine) if to_hf else mine.copy_(theirs)
+        target, source = (theirs, mine) if to_hf else (mine, theirs)
+        target.copy_(source)
 
 
 def copy_to_hf(model: ViT, hf_model) -> None:
