@@ -29,9 +29,10 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	COURSE_FORCE_STANDINS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 
-# The unit tests alone (no notebook, no browser, nothing that trains for long): under a minute.
+# The unit tests alone (no notebook, no browser, nothing that trains for long): under a minute, on the same two
+# workers as make test (each file whole on one of them, one torch thread each).
 test-fast: $(STAMP)
-	COURSE_FORCE_STANDINS=1 $(BIN)/python -m pytest tests -m "not slow and not notebook and not browser"
+	COURSE_FORCE_STANDINS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(WORKERS) --dist loadfile tests -m "not slow and not notebook and not browser"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

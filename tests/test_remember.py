@@ -98,6 +98,7 @@ print((folder / "who").read_text())
 """
 
 
+@pytest.mark.slow  # starts a second Python process, which imports torch: seconds
 def test_a_second_process_waits_for_the_same_build_and_uses_it(tmp_path):
     """Two test workers (or two open notebooks) needing the same stand-in build it once: the second waits for the
     first's lock, then finds the folder intact and does not build it again."""
